@@ -1,0 +1,51 @@
+"""The ``ivmixed`` command line: a thin layer over the Python API.
+
+Each sub-command lives in :mod:`ivmixed.commands` and registers itself with ``register(subparsers)``.
+Usage errors (bad program text, unknown backbone, bad sizes, missing weights) exit with status 2 and
+one clear message; failures while running exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import import_module
+
+from . import __version__
+
+COMMANDS = ("explain", "generate", "list")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ivmixed",
+        description="IV-mixed sampling: image and video diffusion models taking turns inside every sampling step.",
+    )
+    parser.add_argument("--version", action="version", version=f"ivmixed {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is being loaded and run")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        import_module(f"ivmixed.commands.{name.replace('-', '_')}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .commands._common import UsageError
+
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as exc:
+        print(f"ivmixed {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ivmixed: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ivmixed`` CLI; each module has ``register(subparsers)``."""

@@ -1,0 +1,31 @@
+"""``ivmixed explain PROGRAM``: the sub-step plan of the first steps and the exact cost, without any model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..program import explain, format_explain, parse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("explain", help="show the sub-step plan and cost of a program", description=__doc__)
+    p.add_argument("program", help="program text, e.g. IV-IV, 'VV-VV@66.7%%', 'IV-IV+VV-VV@i%%3=2'")
+    p.add_argument("--steps", type=int, default=50, help="number of sampling steps N (default: 50)")
+    p.add_argument("--frames", type=int, default=16, help="frames per video (default: 16)")
+    p.add_argument("--train-timesteps", type=int, default=1000, help="T of the noise schedule (default: 1000)")
+    p.add_argument("--show-steps", type=int, default=3, help="how many steps of the plan to show (default: 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steps < 2:
+        raise ValueError(f"--steps must be >= 2, got {args.steps}")
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    program = parse(args.program)
+    program.validate(args.steps)
+    info = explain(program, args.steps, args.frames, num_train_timesteps=args.train_timesteps, show_steps=args.show_steps)
+    print(json.dumps(info, indent=2) if args.json else format_explain(info))
+    return 0

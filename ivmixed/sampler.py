@@ -1,0 +1,141 @@
+"""The interpreter: runs any sampling program with an image and a video score model.
+
+One loop for every program. For each step i at grid timestep t of the VDM's standard scheduler it
+runs the zigzag the program asks for at step i (the planned sub-steps of
+:meth:`ivmixed.program.Program.substeps`, each a pure primitive of :mod:`ivmixed.steps`), then the
+standard step of the VDM's own diffusers scheduler at guidance ω. No device, dtype or model id
+lives here: they follow the tensors and the score models the caller passes in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .guidance import ScoreModel, guided
+from .program import Program, SubStep
+from .schedules import GuidanceTable
+from .steps import NoiseSchedule, add_noise, ddim_step, fold_frames, unfold_frames
+
+__all__ = ["SubStepEvent", "NonFiniteLatents", "run_program"]
+
+
+@dataclass(frozen=True)
+class SubStepEvent:
+    """One executed sub-step, as reported to the ``callback``.
+
+    ``substep`` is the index inside the step's zigzag; the standard step is reported with
+    ``letter="S"``, ``model="vdm"``, ``direction="go"`` and ``substep`` equal to the zigzag's length.
+    ``scale`` is the signed guidance scale used (negative on inversion sub-steps; 0 for R).
+    """
+
+    step: int
+    substep: int
+    letter: str
+    model: str | None
+    direction: str
+    t_from: int
+    t_to: int
+    scale: float
+
+
+class NonFiniteLatents(FloatingPointError):
+    """NaN or Inf appeared in the latents during sampling."""
+
+
+def _check_finite(x: torch.Tensor, event: SubStepEvent) -> None:
+    if not bool(torch.isfinite(x).all()):
+        what = "the standard step" if event.letter == "S" else f"sub-step {event.substep} ('{event.letter}'"
+        what += "" if event.letter == "S" else f", {event.direction} {event.t_from}->{event.t_to})"
+        raise NonFiniteLatents(
+            f"NaN/Inf in the latents after step {event.step}, {what}. "
+            "Common causes: fp16 overflow (try --dtype bf16 or fp32), a guidance scale that is too large, "
+            "or a model that does not match the noise schedule."
+        )
+
+
+def run_program(
+    program: Program,
+    *,
+    idm: ScoreModel | None,
+    vdm: ScoreModel,
+    scheduler: Any,
+    latents: torch.Tensor,
+    idm_cond: Any,
+    vdm_cond: Any,
+    num_steps: int,
+    guidance: float,
+    zigzag: GuidanceTable | None = None,
+    generator: torch.Generator | None = None,
+    zigzag_schedule: NoiseSchedule | None = None,
+    standard_step_on_frames: bool = False,
+    callback: Callable[[SubStepEvent], None] | None = None,
+    progress: bool = True,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Sample with ``program`` and return the final latents ``(B, C, F, H, W)``.
+
+    Args:
+        program: the sampling program (see :func:`ivmixed.parse`).
+        idm, vdm: score models ``eps(x, t, cond)`` on video latents (the IDM folds frames itself).
+            ``idm`` may be None for programs that never use the letter I.
+        scheduler: the VDM's diffusers scheduler for the standard step. It is configured here with
+            ``set_timesteps(num_steps)``; pass a fresh one per run (multistep schedulers keep history).
+        latents: initial noise; multiplied by ``scheduler.init_noise_sigma`` as diffusers pipelines do.
+        idm_cond, vdm_cond: conditioning for the doubled batch ``[uncond; cond]`` of each model.
+        num_steps: N, the number of standard steps. The zigzag sub-step size is Δ = T // N.
+        guidance: ω, the classifier-free guidance scale of the standard step.
+        zigzag: guidance ramps of the zigzag sub-steps (default: 4 everywhere).
+        generator: the run's generator, for R sub-steps and stochastic standard steps.
+        zigzag_schedule: the ᾱ table the zigzag walks on (default: the scheduler's).
+        standard_step_on_frames: call ``scheduler.step`` on latents folded to (B·F, C, H, W).
+        callback: receives a :class:`SubStepEvent` after every sub-step and standard step.
+        progress: show a tqdm progress bar over the steps.
+        check_finite: stop with :class:`NonFiniteLatents` as soon as NaN/Inf appears.
+    """
+    schedule = zigzag_schedule or NoiseSchedule.from_scheduler(scheduler)
+    num_train_timesteps = schedule.num_train_timesteps
+    scales = (zigzag or GuidanceTable()).build(num_steps)
+    models = {"idm": (idm, idm_cond), "vdm": (vdm, vdm_cond)}
+
+    scheduler.set_timesteps(num_steps, device=latents.device)
+    timesteps = [int(t) for t in scheduler.timesteps]
+    plans = [program.substeps(i, t, num_steps, num_train_timesteps) for i, t in enumerate(timesteps)]
+    if idm is None and any(sub.model == "idm" for plan in plans for sub in plan):
+        raise ValueError(f"program {program} uses the image model (letter I) but this backbone has no image model")
+    x = latents * scheduler.init_noise_sigma
+
+    for i, t in enumerate(tqdm(timesteps, desc=f"sampling {program}", disable=not progress, leave=False)):
+        plan: tuple[SubStep, ...] = plans[i]
+        for sub in plan:
+            if sub.model is None:  # R: fresh Gaussian noise, no model
+                scale = 0.0
+                x = add_noise(x, sub.t_from, sub.t_to, schedule, generator)
+            else:
+                model, cond = models[sub.model]
+                scale = scales.scale(sub.model, sub.direction, i)
+                eps = guided(model, x, sub.t_from, cond, scale)
+                x = ddim_step(eps, x, sub.t_from, sub.t_to, schedule)
+            event = SubStepEvent(i, sub.index, sub.letter, sub.model, sub.direction, sub.t_from, sub.t_to, scale)
+            if check_finite:
+                _check_finite(x, event)
+            if callback is not None:
+                callback(event)
+
+        # the standard step of the VDM, through its own scheduler
+        eps = guided(vdm, scheduler.scale_model_input(x, t), t, vdm_cond, guidance)
+        if standard_step_on_frames:
+            num_frames = x.shape[2]
+            x = unfold_frames(scheduler.step(fold_frames(eps), t, fold_frames(x), generator=generator).prev_sample, num_frames)
+        else:
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+        t_next = timesteps[i + 1] if i + 1 < len(timesteps) else 0
+        event = SubStepEvent(i, len(plan), "S", "vdm", "go", t, t_next, float(guidance))
+        if check_finite:
+            _check_finite(x, event)
+        if callback is not None:
+            callback(event)
+    return x
