@@ -1,0 +1,822 @@
+"""Sampling programs: the string language (``IV-IV+VV-VV@i%3=2``), its frozen values and the sub-step planner.
+
+A program says, for every sampling step, which zigzag runs before the VDM's standard step. This module
+is pure Python (no torch) so that ``ivmixed explain`` answers at once; the sampler asks a
+:class:`Program` for its :meth:`~Program.substeps` and runs them.
+
+Grammar (``WS?`` may stand between any two tokens; printing never emits it)::
+
+    program   = clause ("+" clause)* END        # later clauses override earlier ones on the steps they select
+    clause    = form (":" order)? ("@" selector)?
+    form      = "origin" | NOISE "-" DENOISE    # NOISE = [RIV]+, DENOISE = [IV]+, same length
+    order     = "df" | "nf" | "denoise-first" | "noise-first"
+    selector  = INT ".." INT                    # inclusive step-index window
+              | NUMBER "%"                      # z% of the steps, evenly spread
+              | "i" "%" INT ("=" | "==") INT    # periodic: steps with i % K == J
+              | "all"
+
+Form letters are upper case (R, I, V); keywords (``origin``, ``df``, ``nf``, ``i``, ``all``) are lower
+case. See ``docs/grammar.md`` for the examples table and the exact meaning of every selector.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, NoReturn
+
+__all__ = [
+    "AllSteps",
+    "Clause",
+    "Cost",
+    "Every",
+    "Form",
+    "InvalidProgram",
+    "ORIGIN",
+    "Percent",
+    "Program",
+    "Selector",
+    "SubStep",
+    "Window",
+    "explain",
+    "format_explain",
+    "linspace_timesteps",
+    "parse",
+]
+
+DENOISE_FIRST = "denoise-first"
+NOISE_FIRST = "noise-first"
+_ORDERS = (DENOISE_FIRST, NOISE_FIRST)
+_ORDER_WORDS = {"df": DENOISE_FIRST, "nf": NOISE_FIRST, DENOISE_FIRST: DENOISE_FIRST, NOISE_FIRST: NOISE_FIRST}
+_NOISE_LETTERS = "RIV"
+_DENOISE_LETTERS = "IV"
+_MODEL_OF_LETTER = {"R": None, "I": "idm", "V": "vdm"}
+
+
+class InvalidProgram(ValueError):
+    """Program text (or a program value) that does not make a valid sampling program.
+
+    ``str(error)`` is three lines: what was wrong and what was expected, the program text indented by
+    four spaces, and a caret under the offending column::
+
+        invalid program: unknown letter 'X' in the add-noise phase; expected R, I or V
+            IX-IV
+             ^
+
+    The parts are kept as ``reason``, ``text`` and ``column``.
+    """
+
+    def __init__(self, reason: str, text: str, column: int) -> None:
+        self.reason = reason
+        self.text = text
+        self.column = column
+        super().__init__(_render_error(reason, text, column))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.text, self.column))
+
+
+def _render_error(reason: str, text: str, column: int) -> str:
+    # One display cell per character so the caret lines up: whitespace shows as a space, other
+    # unprintable characters as '?'.
+    shown = "".join(" " if c.isspace() else (c if c.isprintable() else "?") for c in text)
+    return f"invalid program: {reason}\n    {shown}\n    {' ' * column}^"
+
+
+# --------------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Form:
+    """One zigzag: the add-noise letters and the denoise letters, each run left to right.
+
+    ``noise`` is made of R (Gaussian re-noising), I (IDM DDIM inversion) and V (VDM DDIM inversion);
+    ``denoise`` of I and V (DDIM denoising with that model). Both have the same length k ≥ 1, so the
+    latent returns to its level. ``Form("", "")`` is ``origin``: no zigzag, the standard step only.
+    """
+
+    noise: str
+    denoise: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.noise, str) or not isinstance(self.denoise, str):
+            raise TypeError(f"Form letters must be strings, got {self.noise!r} and {self.denoise!r}")
+        bad = [c for c in self.noise if c not in _NOISE_LETTERS]
+        if bad:
+            raise ValueError(f"add-noise letters must be R, I or V, got {self.noise!r}")
+        bad = [c for c in self.denoise if c not in _DENOISE_LETTERS]
+        if bad:
+            raise ValueError(f"denoise letters must be I or V, got {self.denoise!r}")
+        if len(self.noise) != len(self.denoise):
+            raise ValueError(
+                f"both phases need the same number of letters, got {self.noise!r} and {self.denoise!r}"
+            )
+
+    @property
+    def is_origin(self) -> bool:
+        """True for ``origin`` (no zigzag)."""
+        return not self.noise
+
+    @property
+    def length(self) -> int:
+        """k, the number of letters in each phase (0 for origin)."""
+        return len(self.noise)
+
+    def __str__(self) -> str:
+        return f"{self.noise}-{self.denoise}" if self.noise else "origin"
+
+
+ORIGIN = Form("", "")
+
+
+class Selector:
+    """Base of the step selectors. A selector picks step indices 0..N−1 of an N-step run."""
+
+    def selects(self, step: int, num_steps: int) -> bool:
+        """Whether step ``step`` (0 = the noisiest step) of an ``num_steps``-step run is selected."""
+        raise NotImplementedError
+
+    def indices(self, num_steps: int) -> tuple[int, ...]:
+        """All selected steps of an ``num_steps``-step run, in increasing order."""
+        return tuple(i for i in range(num_steps) if self.selects(i, num_steps))
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AllSteps(Selector):
+    """Every step (the default selector; printed as nothing, written ``@all`` if wanted)."""
+
+    def selects(self, step: int, num_steps: int) -> bool:
+        return 0 <= step < num_steps
+
+    def __str__(self) -> str:
+        return "all"
+
+
+@dataclass(frozen=True)
+class Window(Selector):
+    """Steps ``begin..end``, both inclusive (the released ``--interval_begin/--interval_end``)."""
+
+    begin: int
+    end: int
+
+    def __post_init__(self) -> None:
+        _check_int("Window.begin", self.begin)
+        _check_int("Window.end", self.end)
+        if self.begin < 0:
+            raise ValueError(f"a window starts at step 0 or later, got {self.begin}")
+        if self.end < self.begin:
+            raise ValueError(f"empty window {self.begin}..{self.end}: it ends before it begins")
+
+    def selects(self, step: int, num_steps: int) -> bool:
+        return 0 <= step < num_steps and self.begin <= step <= self.end
+
+    def __str__(self) -> str:
+        return f"{self.begin}..{self.end}"
+
+
+@dataclass(frozen=True)
+class Percent(Selector):
+    """z% of the steps, spread evenly (Bresenham).
+
+    Of N steps, m = ⌊z·N/100 + ½⌋ (rounded half up, computed exactly on the decimal that ``str``
+    prints), clamped to 1..N, are selected: step i is selected when ⌊(i+1)·m/N⌋ > ⌊i·m/N⌋. So the
+    first n steps contain exactly ⌊n·m/N⌋ selected ones, the last step is always selected, and a
+    fraction 1/k of N = k·q steps selects exactly the steps with i % k == k−1.
+    """
+
+    value: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            raise TypeError(f"Percent.value must be a number, got {self.value!r}")
+        object.__setattr__(self, "value", float(self.value))
+        if not (0.0 < self.value <= 100.0):  # also rejects NaN
+            raise ValueError(f"a percentage must be above 0 and at most 100, got {self.value!r}")
+
+    def count(self, num_steps: int) -> int:
+        """m, the number of selected steps of an ``num_steps``-step run."""
+        exact = Fraction(_format_number(self.value)) * num_steps / 100
+        return max(1, min(num_steps, math.floor(exact + Fraction(1, 2))))
+
+    def selects(self, step: int, num_steps: int) -> bool:
+        if not 0 <= step < num_steps:
+            return False
+        m = self.count(num_steps)
+        return (step + 1) * m // num_steps > step * m // num_steps
+
+    def __str__(self) -> str:
+        return f"{_format_number(self.value)}%"
+
+
+@dataclass(frozen=True)
+class Every(Selector):
+    """Steps i with ``i % k == j`` (the released VideoCrafter2 rule is ``Every(3, 2)``)."""
+
+    k: int
+    j: int
+
+    def __post_init__(self) -> None:
+        _check_int("Every.k", self.k)
+        _check_int("Every.j", self.j)
+        if self.k < 1:
+            raise ValueError(f"a period is at least 1, got {self.k}")
+        if not 0 <= self.j < self.k:
+            raise ValueError(f"the remainder of period {self.k} is in 0..{self.k - 1}, got {self.j}")
+
+    def selects(self, step: int, num_steps: int) -> bool:
+        return 0 <= step < num_steps and step % self.k == self.j
+
+    def __str__(self) -> str:
+        return f"i%{self.k}={self.j}"
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A form, its phase order, and the steps it applies to."""
+
+    form: Form
+    order: str = DENOISE_FIRST
+    selector: Selector = field(default_factory=AllSteps)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.form, Form):
+            raise TypeError(f"Clause.form must be a Form, got {self.form!r}")
+        if self.order not in _ORDERS:
+            raise ValueError(f"Clause.order must be 'denoise-first' or 'noise-first', got {self.order!r}")
+        if self.form.is_origin and self.order != DENOISE_FIRST:
+            raise ValueError("origin has no zigzag, so it takes no phase order")
+        if not isinstance(self.selector, Selector):
+            raise TypeError(f"Clause.selector must be a Selector, got {self.selector!r}")
+
+    def __str__(self) -> str:
+        text = str(self.form)
+        if self.order == NOISE_FIRST:
+            text += ":nf"
+        if not isinstance(self.selector, AllSteps):
+            text += f"@{self.selector}"
+        return text
+
+
+@dataclass(frozen=True)
+class SubStep:
+    """One sub-step of a zigzag, in execution order.
+
+    ``letter`` R/I/V; ``model`` "idm" for I, "vdm" for V, None for R; ``direction`` "go" (DDIM
+    denoise, t_to ≤ t_from) or "back" (R re-noising or DDIM inversion, t_to ≥ t_from). Levels are
+    clamped to 0..T−1, so near the ends a sub-step may not move at all (t_from == t_to); it still
+    runs and still costs a network evaluation.
+    """
+
+    index: int
+    letter: str
+    model: str | None
+    direction: str
+    t_from: int
+    t_to: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "letter": self.letter,
+            "model": self.model,
+            "direction": self.direction,
+            "t_from": self.t_from,
+            "t_to": self.t_to,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.letter} {self.direction} {self.t_from}->{self.t_to}"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Network evaluations per generated video, CFG doubling included."""
+
+    idm_image_evals: int
+    vdm_clip_evals: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"idm_image_evals": self.idm_image_evals, "vdm_clip_evals": self.vdm_clip_evals}
+
+    def __add__(self, other: Cost) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(self.idm_image_evals + other.idm_image_evals, self.vdm_clip_evals + other.vdm_clip_evals)
+
+    def __radd__(self, other: object) -> Cost:
+        if other == 0:  # so that sum(costs) works
+            return self
+        return NotImplemented
+
+
+@dataclass(frozen=True)
+class Program:
+    """A sampling program: clauses applied left to right, a later one overriding earlier ones.
+
+    Steps no clause selects run ``origin`` (the standard step only). ``str(program)`` is the canonical
+    text, and ``parse(str(program)) == program``.
+    """
+
+    clauses: tuple[Clause, ...]
+
+    def __post_init__(self) -> None:
+        clauses = tuple(self.clauses)
+        if not clauses:
+            raise ValueError("a program has at least one clause (write origin for none)")
+        for c in clauses:
+            if not isinstance(c, Clause):
+                raise TypeError(f"Program.clauses must hold Clause values, got {c!r}")
+        object.__setattr__(self, "clauses", clauses)
+
+    def __str__(self) -> str:
+        return "+".join(str(c) for c in self.clauses)
+
+    @property
+    def is_origin(self) -> bool:
+        """True when no step, for any number of steps, runs a zigzag.
+
+        That is: every clause with a zigzag is followed by an ``origin`` clause over all steps.
+        """
+        live = self.clauses
+        for index, c in enumerate(self.clauses):
+            if isinstance(c.selector, AllSteps):
+                live = self.clauses[index:]
+        return all(c.form.is_origin for c in live)
+
+    def validate(self, num_steps: int) -> None:
+        """Check the program against an ``num_steps``-step run.
+
+        Raises InvalidProgram when a window reaches past the last step, pointing at it in the canonical
+        text. A periodic clause that selects no step at this N (``i%100=99`` with 50 steps) is allowed:
+        it is a rule over step indices, like the released ``zz``, and must keep working when N changes.
+        A percentage always selects at least one step.
+        """
+        _check_num_steps(num_steps)
+        column = 0
+        for c in self.clauses:
+            sel = c.selector
+            if isinstance(sel, Window) and sel.end >= num_steps:
+                where = column + len(str(c)) - len(str(sel.end))
+                raise InvalidProgram(
+                    f"window {sel} reaches step {sel.end} but there are only {num_steps} steps "
+                    f"(0..{num_steps - 1})",
+                    str(self),
+                    where,
+                )
+            column += len(str(c)) + 1
+
+    def clause_at(self, step: int, num_steps: int) -> Clause | None:
+        """The last clause that selects ``step``, or None when none does (the step runs origin)."""
+        _check_num_steps(num_steps)
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < num_steps:
+            raise ValueError(f"step must be an int in 0..{num_steps - 1}, got {step!r}")
+        for c in reversed(self.clauses):
+            if c.selector.selects(step, num_steps):
+                return c
+        return None
+
+    def form_at(self, step: int, num_steps: int) -> Form:
+        """The form that step ``step`` runs (``ORIGIN`` when no clause selects it)."""
+        c = self.clause_at(step, num_steps)
+        return ORIGIN if c is None else c.form
+
+    def substeps(
+        self, step: int, t: int, num_steps: int, num_train_timesteps: int = 1000
+    ) -> tuple[SubStep, ...]:
+        """The zigzag sub-steps of step ``step`` at grid timestep ``t``, in execution order.
+
+        With Δ = T // N and k letters per phase:
+
+        - denoise-first (default): levels L_j = max(0, t − jΔ). Denoise letter j goes L_j → L_{j+1};
+          then add-noise letter j goes L_{k−j} → L_{k−j−1}, ending at L_0 = t.
+        - noise-first: levels U_j = min(T−1, t + jΔ). Add-noise letter j goes U_j → U_{j+1}; then
+          denoise letter j goes U_{k−j} → U_{k−j−1}, ending at U_0 = t.
+
+        Empty for an origin step. The standard step that follows is not listed.
+        """
+        self.validate(num_steps)
+        delta = _delta(num_steps, num_train_timesteps)
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < num_train_timesteps:
+            raise ValueError(f"t must be an int in 0..{num_train_timesteps - 1}, got {t!r}")
+        c = self.clause_at(step, num_steps)
+        if c is None or c.form.is_origin:
+            return ()
+        form, k = c.form, c.form.length
+        moves: list[tuple[str, str, int, int]] = []  # (letter, direction, t_from, t_to)
+        if c.order == DENOISE_FIRST:
+            level = [max(0, t - j * delta) for j in range(k + 1)]
+            moves += [(form.denoise[j], "go", level[j], level[j + 1]) for j in range(k)]
+            moves += [(form.noise[j], "back", level[k - j], level[k - j - 1]) for j in range(k)]
+        else:
+            top = num_train_timesteps - 1
+            level = [min(top, t + j * delta) for j in range(k + 1)]
+            moves += [(form.noise[j], "back", level[j], level[j + 1]) for j in range(k)]
+            moves += [(form.denoise[j], "go", level[k - j], level[k - j - 1]) for j in range(k)]
+        return tuple(
+            SubStep(i, letter, _MODEL_OF_LETTER[letter], direction, t_from, t_to)
+            for i, (letter, direction, t_from, t_to) in enumerate(moves)
+        )
+
+    def cost(self, num_steps: int, num_frames: int) -> Cost:
+        """Network evaluations per generated video for N steps and F frames, CFG doubling included.
+
+        idm_image_evals = Σ_steps (#I letters) · F · 2 (the IDM sees each frame as one image);
+        vdm_clip_evals = Σ_steps (#V letters + 1 standard step) · 2. Sub-steps that clamping makes
+        stand still are counted: they still run.
+        """
+        self.validate(num_steps)
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}")
+        i_letters = v_letters = 0
+        for step in range(num_steps):
+            letters = str(self.form_at(step, num_steps))
+            if letters != "origin":
+                i_letters += letters.count("I")
+                v_letters += letters.count("V")
+        return Cost(i_letters * num_frames * 2, (v_letters + num_steps) * 2)
+
+
+def _check_num_steps(num_steps: int) -> None:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+
+
+def _delta(num_steps: int, num_train_timesteps: int) -> int:
+    """Δ = T // N, the sub-step size of the released code."""
+    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int):
+        raise ValueError(f"num_train_timesteps must be an int, got {num_train_timesteps!r}")
+    if num_train_timesteps < num_steps:
+        raise ValueError(
+            f"num_steps ({num_steps}) must not exceed num_train_timesteps ({num_train_timesteps}): "
+            "the sub-step size T // N would be 0"
+        )
+    return num_train_timesteps // num_steps
+
+
+def _format_number(value: float) -> str:
+    """The shortest decimal that reads back as ``value``, without exponent or trailing zeros."""
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokenizer (packaging style: a table of token regexes and a context-sensitive reader)
+# --------------------------------------------------------------------------------------------------
+
+_RULES: dict[str, re.Pattern[str]] = {
+    "WS": re.compile(r"\s+"),
+    "WORD": re.compile(r"[A-Za-z]+"),  # form letters, or a keyword: origin, i, all
+    "ORDER": re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*"),  # df, nf, denoise-first, noise-first
+    "NUMBER": re.compile(r"[0-9]+(?:\.[0-9]+)?"),
+    "DASH": re.compile(r"-"),
+    "COLON": re.compile(r":"),
+    "AT": re.compile(r"@"),
+    "PLUS": re.compile(r"\+"),
+    "RANGE": re.compile(r"\.\."),
+    "PERCENT": re.compile(r"%"),
+    "EQUALS": re.compile(r"==?"),
+    "END": re.compile(r"\Z"),
+}
+
+
+@dataclass(frozen=True)
+class _Token:
+    name: str
+    text: str
+    position: int
+
+
+class _Tokenizer:
+    """Reads tokens on demand; the parser says which token it wants next. Whitespace is skipped."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.position = 0
+
+    def _skip_ws(self) -> None:
+        match = _RULES["WS"].match(self.source, self.position)
+        if match:
+            self.position = match.end()
+
+    def check(self, name: str) -> bool:
+        """Whether the next token is a ``name``."""
+        self._skip_ws()
+        return _RULES[name].match(self.source, self.position) is not None
+
+    def consume(self, name: str) -> _Token | None:
+        """Read the next token if it is a ``name``."""
+        self._skip_ws()
+        match = _RULES[name].match(self.source, self.position)
+        if match is None:
+            return None
+        self.position = match.end()
+        return _Token(name, match.group(), match.start())
+
+    def expect(self, name: str, reason: str) -> _Token:
+        """Read the next token, which must be a ``name``; else fail with ``reason``."""
+        token = self.consume(name)
+        if token is None:
+            self.error(reason)
+        return token
+
+    def next_char(self) -> str | None:
+        """The next non-space character, or None at the end."""
+        self._skip_ws()
+        return self.source[self.position] if self.position < len(self.source) else None
+
+    def error(self, reason: str, column: int | None = None) -> NoReturn:
+        raise InvalidProgram(reason, self.source, self.position if column is None else column)
+
+
+# --------------------------------------------------------------------------------------------------
+# Parser: one function per grammar rule, the rule in its docstring
+# --------------------------------------------------------------------------------------------------
+
+_FORM_EXPECTED = "a form such as IV-IV, or origin"
+_SELECTOR_EXPECTED = "a window such as 0..24, a percentage such as 66.7%, a period such as i%3=2, or all"
+
+
+def parse(text: str) -> Program:
+    """Parse program text such as ``IV-IV``, ``RR-II``, ``VV-VV@66.7%`` or ``IV-IV+VV-VV@i%3=2``.
+
+    Raises InvalidProgram (a ValueError) pointing at the offending column.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"program text must be a str, got {type(text).__name__}")
+    return _parse_cached(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(text: str) -> Program:
+    return _parse_program(_Tokenizer(text))
+
+
+def _parse_program(tok: _Tokenizer) -> Program:
+    """program = clause ("+" clause)* END"""
+    if not tok.source.strip():
+        tok.error(f"empty program; expected {_FORM_EXPECTED}", 0)
+    clauses = [_parse_clause(tok)]
+    while tok.consume("PLUS"):
+        if tok.check("END"):
+            tok.error(f"missing clause after '+'; expected {_FORM_EXPECTED}")
+        clauses.append(_parse_clause(tok))
+    tok.expect("END", "expected the end of the program")  # _parse_clause already checked this
+    return Program(tuple(clauses))
+
+
+def _parse_clause(tok: _Tokenizer) -> Clause:
+    """clause = form (":" order)? ("@" selector)?"""
+    form = _parse_form(tok)
+    after, expected = f"the form {form}", "':', '@', '+' or the end of the program"
+    if form.is_origin:
+        expected = "'@', '+' or the end of the program"
+    order = DENOISE_FIRST
+    if tok.check("COLON"):
+        if form.is_origin:
+            tok.error(f"origin has no zigzag, so it takes no phase order; expected {expected}")
+        tok.consume("COLON")
+        order = _parse_order(tok)
+        after, expected = "the phase order", "'@', '+' or the end of the program"
+    selector: Selector = AllSteps()
+    if tok.consume("AT"):
+        selector = _parse_selector(tok)
+        after, expected = f"the selector {selector}", "'+' or the end of the program"
+        if tok.check("COLON") and not form.is_origin:
+            tok.error("the phase order comes before the selector; expected FORM:ORDER@SELECTOR such as IV-IV:nf@0..24")
+    if not (tok.check("PLUS") or tok.check("END")):
+        char = tok.next_char()
+        hint = " (clauses are joined with '+'; commas separate programs in a sweep list)" if char == "," else ""
+        tok.error(f"unexpected {char!r} after {after}; expected {expected}{hint}")
+    return Clause(form, order, selector)
+
+
+def _parse_form(tok: _Tokenizer) -> Form:
+    """form = "origin" | NOISE "-" DENOISE ;  NOISE = [RIV]+ ;  DENOISE = [IV]+ ;  len(NOISE) == len(DENOISE)"""
+    if tok.check("DASH"):
+        tok.error("missing add-noise letters before '-'; expected R, I or V")
+    noise = tok.consume("WORD")
+    if noise is None:
+        tok.error(f"unexpected {tok.next_char()!r}; expected {_FORM_EXPECTED}")
+    if noise.text == "origin":
+        return ORIGIN
+    if noise.text.lower() == "origin":
+        tok.error(f"'{noise.text}' must be written in lower case; expected origin", noise.position)
+    _check_letters(tok, noise, "add-noise", _NOISE_LETTERS)
+    tok.expect("DASH", f"missing '-' after the add-noise letters {noise.text}; expected NOISE-DENOISE such as IV-IV")
+    denoise = tok.expect("WORD", "missing denoise letters after '-'; expected I or V")
+    _check_letters(tok, denoise, "denoise", _DENOISE_LETTERS)
+    if len(noise.text) != len(denoise.text):
+        tok.error(
+            f"unequal phases: {_count(len(noise.text), 'add-noise letter')} but "
+            f"{_count(len(denoise.text), 'denoise letter')}; expected the same number on both sides of '-'",
+            denoise.position,
+        )
+    return Form(noise.text, denoise.text)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _check_letters(tok: _Tokenizer, word: _Token, phase: str, allowed: str) -> None:
+    """Letters are upper case; R only adds noise."""
+    expected = " or ".join([", ".join(allowed[:-1]), allowed[-1]]) if len(allowed) > 1 else allowed
+    for offset, letter in enumerate(word.text):
+        column = word.position + offset
+        if letter in allowed:
+            continue
+        if letter.upper() in allowed:
+            tok.error(
+                f"lower-case letter '{letter}' in the {phase} phase; letters are upper case: expected {expected}",
+                column,
+            )
+        if letter == "R":
+            tok.error(f"letter 'R' in the {phase} phase; expected {expected} (R only adds noise)", column)
+        tok.error(f"unknown letter '{letter}' in the {phase} phase; expected {expected}", column)
+
+
+def _parse_order(tok: _Tokenizer) -> str:
+    """order = "df" | "nf" | "denoise-first" | "noise-first\""""
+    expected = "expected df (denoise-first) or nf (noise-first)"
+    word = tok.consume("ORDER")
+    if word is None:
+        tok.error(f"missing phase order after ':'; {expected}")
+    if word.text not in _ORDER_WORDS:
+        tok.error(f"unknown phase order '{word.text}'; {expected}", word.position)
+    return _ORDER_WORDS[word.text]
+
+
+def _parse_selector(tok: _Tokenizer) -> Selector:
+    """selector = window | percent | period | "all\""""
+    word = tok.consume("WORD")
+    if word is not None:
+        if word.text == "all":
+            return AllSteps()
+        if word.text == "i":
+            return _parse_period(tok, word)
+        tok.error(f"unknown selector '{word.text}'; expected {_SELECTOR_EXPECTED}", word.position)
+    number = tok.consume("NUMBER")
+    if number is None:
+        tok.error(f"missing selector after '@'; expected {_SELECTOR_EXPECTED}")
+    if tok.check("RANGE"):
+        return _parse_window(tok, number)
+    if tok.check("PERCENT"):
+        return _parse_percent(tok, number)
+    if "." in number.text:
+        tok.error(f"missing '%' after {number.text}; expected a percentage such as {number.text}%")
+    window = f"{number.text}..{int(number.text) + 8}"
+    tok.error(f"incomplete selector {number.text}; expected '..' (a window such as {window}) or '%' (a percentage)")
+
+
+def _parse_window(tok: _Tokenizer, begin: _Token) -> Window:
+    """window = INT ".." INT        (inclusive step indices, begin <= end)"""
+    first = _whole(tok, begin, "step index")
+    tok.consume("RANGE")
+    end = tok.expect("NUMBER", "missing last step after '..'; expected a whole number such as 0..24")
+    last = _whole(tok, end, "step index")
+    if last < first:
+        tok.error(
+            f"empty window {begin.text}..{end.text} (it ends before it begins); expected BEGIN..END with BEGIN <= END",
+            begin.position,
+        )
+    return Window(first, last)
+
+
+def _parse_percent(tok: _Tokenizer, number: _Token) -> Percent:
+    """percent = NUMBER "%"        (0 < NUMBER <= 100)"""
+    tok.consume("PERCENT")
+    expected = "expected a value above 0 and at most 100"
+    exact = Fraction(number.text)
+    if exact == 0:
+        tok.error(f"percentage {number.text}% selects no steps; {expected}", number.position)
+    if exact > 100:
+        tok.error(f"percentage {number.text}% is more than 100%; {expected}", number.position)
+    value = float(number.text)
+    if value == 0.0:
+        tok.error(f"percentage {number.text}% is too small to represent; {expected}", number.position)
+    return Percent(value)
+
+
+def _parse_period(tok: _Tokenizer, var: _Token) -> Every:
+    """period = "i" "%" INT ("=" | "==") INT        (K >= 1, 0 <= J < K)"""
+    tok.expect("PERCENT", "expected '%' after i; a period reads i%K=J, such as i%3=2")
+    k_token = tok.expect("NUMBER", "missing period after 'i%'; expected a whole number K in i%K=J, such as i%3=2")
+    k = _whole(tok, k_token, "period")
+    if k < 1:
+        tok.error(f"period {k_token.text} is too small; expected i%K=J with K >= 1", k_token.position)
+    tok.expect("EQUALS", f"missing '=' after i%{k_token.text}; expected i%K=J, such as i%3=2")
+    j_token = tok.expect("NUMBER", f"missing remainder after '='; expected a whole number in 0..{k - 1}")
+    j = _whole(tok, j_token, "remainder")
+    if j >= k:
+        tok.error(f"remainder {j_token.text} is out of range for period {k}; expected 0..{k - 1}", j_token.position)
+    return Every(k, j)
+
+
+def _whole(tok: _Tokenizer, number: _Token, what: str) -> int:
+    if "." in number.text:
+        tok.error(f"{what} {number.text} is not a whole number; expected an integer such as 3", number.position)
+    return int(number.text)
+
+
+# --------------------------------------------------------------------------------------------------
+# explain: the sub-step plan and cost, as data and as text
+# --------------------------------------------------------------------------------------------------
+
+
+def linspace_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
+    """DDIM's "linspace" grid: ``round(linspace(0, T−1, N))[::-1]`` (numpy's rounding, half to even)."""
+    _check_num_steps(num_steps)
+    top = num_train_timesteps - 1
+    if num_steps == 1:
+        return [0]
+    step = top / (num_steps - 1)
+    grid = [round(i * step) for i in range(num_steps - 1)] + [top]  # numpy sets the endpoint exactly
+    return grid[::-1]
+
+
+def _clause_label(form: Form, order: str) -> str:
+    return str(form) + (":nf" if order == NOISE_FIRST else "")
+
+
+def explain(
+    program: Program,
+    num_steps: int,
+    num_frames: int,
+    num_train_timesteps: int = 1000,
+    show_steps: int | None = 3,
+) -> dict[str, Any]:
+    """The plan of ``program`` as JSON-ready data: cost, forms per step count, the first steps' sub-steps.
+
+    Timesteps are those of the DDIM "linspace" grid; ``show_steps=None`` lists every step.
+    """
+    cost = program.cost(num_steps, num_frames)  # validates
+    delta = _delta(num_steps, num_train_timesteps)
+    grid = linspace_timesteps(num_steps, num_train_timesteps)
+    shown = num_steps if show_steps is None else show_steps
+    if isinstance(shown, bool) or not isinstance(shown, int) or shown < 0:
+        raise ValueError(f"show_steps must be an int >= 0 or None, got {show_steps!r}")
+    forms: dict[str, int] = {}
+    steps = []
+    for i, t in enumerate(grid):
+        c = program.clause_at(i, num_steps)
+        form = ORIGIN if c is None else c.form
+        order = None if form.is_origin else c.order
+        label = _clause_label(form, order or DENOISE_FIRST)
+        forms[label] = forms.get(label, 0) + 1
+        if i < shown:
+            steps.append(
+                {
+                    "step": i,
+                    "t": t,
+                    "form": str(form),
+                    "order": order,
+                    "substeps": [s.as_dict() for s in program.substeps(i, t, num_steps, num_train_timesteps)],
+                }
+            )
+    return {
+        "program": str(program),
+        "num_steps": num_steps,
+        "num_frames": num_frames,
+        "num_train_timesteps": num_train_timesteps,
+        "delta": delta,
+        "cost": cost.as_dict(),
+        "forms": forms,
+        "steps": steps,
+    }
+
+
+def format_explain(info: dict[str, Any]) -> str:
+    """``explain``'s data as the text table printed by ``ivmixed explain``."""
+    n, cost = info["num_steps"], info["cost"]
+    forms = ", ".join(f"{label} on {_count(count, 'step')}" for label, count in info["forms"].items())
+    lines = [
+        f"program  {info['program']}",
+        f"steps    {n}, frames {info['num_frames']}, sub-step delta = {info['num_train_timesteps']} // {n} = {info['delta']}",
+        f"forms    {forms}",
+        f"cost     {cost['idm_image_evals']} IDM image evaluations, {cost['vdm_clip_evals']} VDM clip evaluations"
+        " per video (CFG doubling included)",
+    ]
+    if info["steps"]:
+        lines += ["", "step     t  form      order          sub  letter  model  direction  levels"]
+        for s in info["steps"]:
+            head = f"{s['step']:>4}  {s['t']:>4}  {s['form']:<8}  {s['order'] or '-':<13}"
+            for sub_index, sub in enumerate(s["substeps"]):
+                model = sub["model"] or "-"
+                levels = f"{sub['t_from']} -> {sub['t_to']}"
+                lines.append(f"{head}  {sub_index:>3}  {sub['letter']:<6}  {model:<5}  {sub['direction']:<9}  {levels}")
+                head = " " * len(head)
+            lines.append(f"{head}  std  V       vdm    go         the VDM's standard step from t = {s['t']}")
+        lines.append(f"(the first {len(info['steps'])} of {n} steps; grid: DDIM linspace)")
+    return "\n".join(lines)
