@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -107,11 +108,9 @@ class Form:
     def __post_init__(self) -> None:
         if not isinstance(self.noise, str) or not isinstance(self.denoise, str):
             raise TypeError(f"Form letters must be strings, got {self.noise!r} and {self.denoise!r}")
-        bad = [c for c in self.noise if c not in _NOISE_LETTERS]
-        if bad:
+        if any(c not in _NOISE_LETTERS for c in self.noise):
             raise ValueError(f"add-noise letters must be R, I or V, got {self.noise!r}")
-        bad = [c for c in self.denoise if c not in _DENOISE_LETTERS]
-        if bad:
+        if any(c not in _DENOISE_LETTERS for c in self.denoise):
             raise ValueError(f"denoise letters must be I or V, got {self.denoise!r}")
         if len(self.noise) != len(self.denoise):
             raise ValueError(
@@ -147,9 +146,29 @@ class Selector:
         return tuple(i for i in range(num_steps) if self.selects(i, num_steps))
 
 
-def _check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+def _as_int(value: object) -> int | None:
+    """``value`` as a Python int when it is an integer (int, numpy integer, 0-d integer tensor), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _int_field(instance: object, name: str) -> None:
+    value = _as_int(getattr(instance, name))
+    if value is None:
+        raise TypeError(f"{type(instance).__name__}.{name} must be an int, got {getattr(instance, name)!r}")
+    object.__setattr__(instance, name, value)
+
+
+def _int_arg(name: str, value: object, low: int, high: int | None = None) -> int:
+    number = _as_int(value)
+    if number is None or number < low or (high is not None and number > high):
+        expected = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be an int {expected}, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -171,8 +190,8 @@ class Window(Selector):
     end: int
 
     def __post_init__(self) -> None:
-        _check_int("Window.begin", self.begin)
-        _check_int("Window.end", self.end)
+        _int_field(self, "begin")
+        _int_field(self, "end")
         if self.begin < 0:
             raise ValueError(f"a window starts at step 0 or later, got {self.begin}")
         if self.end < self.begin:
@@ -227,8 +246,8 @@ class Every(Selector):
     j: int
 
     def __post_init__(self) -> None:
-        _check_int("Every.k", self.k)
-        _check_int("Every.j", self.j)
+        _int_field(self, "k")
+        _int_field(self, "j")
         if self.k < 1:
             raise ValueError(f"a period is at least 1, got {self.k}")
         if not 0 <= self.j < self.k:
@@ -361,7 +380,7 @@ class Program:
         it is a rule over step indices, like the released ``zz``, and must keep working when N changes.
         A percentage always selects at least one step.
         """
-        _check_num_steps(num_steps)
+        num_steps = _int_arg("num_steps", num_steps, 1)
         column = 0
         for c in self.clauses:
             sel = c.selector
@@ -377,9 +396,8 @@ class Program:
 
     def clause_at(self, step: int, num_steps: int) -> Clause | None:
         """The last clause that selects ``step``, or None when none does (the step runs origin)."""
-        _check_num_steps(num_steps)
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < num_steps:
-            raise ValueError(f"step must be an int in 0..{num_steps - 1}, got {step!r}")
+        num_steps = _int_arg("num_steps", num_steps, 1)
+        step = _int_arg("step", step, 0, num_steps - 1)
         for c in reversed(self.clauses):
             if c.selector.selects(step, num_steps):
                 return c
@@ -405,9 +423,10 @@ class Program:
         Empty for an origin step. The standard step that follows is not listed.
         """
         self.validate(num_steps)
-        delta = _delta(num_steps, num_train_timesteps)
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < num_train_timesteps:
-            raise ValueError(f"t must be an int in 0..{num_train_timesteps - 1}, got {t!r}")
+        num_steps = _int_arg("num_steps", num_steps, 1)
+        num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)
+        delta = num_train_timesteps // num_steps  # Δ = T // N, the released code's sub-step size
+        t = _int_arg("t", t, 0, num_train_timesteps - 1)
         c = self.clause_at(step, num_steps)
         if c is None or c.form.is_origin:
             return ()
@@ -435,32 +454,26 @@ class Program:
         stand still are counted: they still run.
         """
         self.validate(num_steps)
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}")
+        num_steps = _int_arg("num_steps", num_steps, 1)
+        num_frames = _int_arg("num_frames", num_frames, 1)
         i_letters = v_letters = 0
         for step in range(num_steps):
-            letters = str(self.form_at(step, num_steps))
-            if letters != "origin":
-                i_letters += letters.count("I")
-                v_letters += letters.count("V")
+            form = self.form_at(step, num_steps)
+            letters = form.noise + form.denoise
+            i_letters += letters.count("I")
+            v_letters += letters.count("V")
         return Cost(i_letters * num_frames * 2, (v_letters + num_steps) * 2)
 
 
-def _check_num_steps(num_steps: int) -> None:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
-
-
-def _delta(num_steps: int, num_train_timesteps: int) -> int:
-    """Δ = T // N, the sub-step size of the released code."""
-    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int):
-        raise ValueError(f"num_train_timesteps must be an int, got {num_train_timesteps!r}")
-    if num_train_timesteps < num_steps:
+def _train_timesteps(num_train_timesteps: object, num_steps: int) -> int:
+    """T, which must be at least N so that the sub-step size Δ = T // N is at least 1."""
+    number = _as_int(num_train_timesteps)
+    if number is None or number < num_steps:
         raise ValueError(
-            f"num_steps ({num_steps}) must not exceed num_train_timesteps ({num_train_timesteps}): "
-            "the sub-step size T // N would be 0"
+            f"num_train_timesteps must be an int >= num_steps ({num_steps}) so that the sub-step size "
+            f"T // N is at least 1, got {num_train_timesteps!r}"
         )
-    return num_train_timesteps // num_steps
+    return number
 
 
 def _format_number(value: float) -> str:
@@ -737,8 +750,8 @@ def _whole(tok: _Tokenizer, number: _Token, what: str) -> int:
 
 def linspace_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
     """DDIM's "linspace" grid: ``round(linspace(0, T−1, N))[::-1]`` (numpy's rounding, half to even)."""
-    _check_num_steps(num_steps)
-    top = num_train_timesteps - 1
+    num_steps = _int_arg("num_steps", num_steps, 1)
+    top = _train_timesteps(num_train_timesteps, num_steps) - 1
     if num_steps == 1:
         return [0]
     step = top / (num_steps - 1)
@@ -762,11 +775,11 @@ def explain(
     Timesteps are those of the DDIM "linspace" grid; ``show_steps=None`` lists every step.
     """
     cost = program.cost(num_steps, num_frames)  # validates
-    delta = _delta(num_steps, num_train_timesteps)
+    num_steps, num_frames = _int_arg("num_steps", num_steps, 1), _int_arg("num_frames", num_frames, 1)
+    num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)
     grid = linspace_timesteps(num_steps, num_train_timesteps)
-    shown = num_steps if show_steps is None else show_steps
-    if isinstance(shown, bool) or not isinstance(shown, int) or shown < 0:
-        raise ValueError(f"show_steps must be an int >= 0 or None, got {show_steps!r}")
+    delta = num_train_timesteps // num_steps
+    shown = num_steps if show_steps is None else _int_arg("show_steps", show_steps, 0)
     forms: dict[str, int] = {}
     steps = []
     for i, t in enumerate(grid):
@@ -791,6 +804,7 @@ def explain(
         "num_frames": num_frames,
         "num_train_timesteps": num_train_timesteps,
         "delta": delta,
+        **cost.as_dict(),
         "cost": cost.as_dict(),
         "forms": forms,
         "steps": steps,

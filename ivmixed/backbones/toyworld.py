@@ -1,0 +1,612 @@
+"""The analytic video world behind the ``toy`` backbone: exact scores, exact guidance, exact metrics.
+
+The world (SPEC §4; every constant below is a parameter of :class:`ToyWorld`):
+
+* A clip is ``F`` frames of ``H × W`` pixels, one channel, values around ``background`` in [-1, 1]. It shows one
+  Gaussian blob (std ``blob_width`` pixels, peak ``±contrast`` above the background: ``bright`` is +, ``dark``
+  is −) that moves ``speed`` pixels per frame ``left``, ``right``, ``up`` or ``down`` on a torus.
+* The true clip distribution is a Gaussian mixture: one component N(μ_k, τ² I) per rendered trajectory
+  k = (appearance a, direction d, start position p), uniform weights, τ = ``spread``.
+* **IDM** — the exact ε of the *per-frame marginal* of that world, conditioned on the appearance only: a
+  mixture over (a, p) of sharp frames. Perfect frames, no notion of time.
+* **VDM** — the exact ε of a *degraded* world: the same trajectories rendered with a wider, fainter blob
+  (``vdm_blob_width``, ``vdm_contrast``; by default derived from ``mismatch``), conditioned on appearance
+  and direction. Perfect motion, poorer frames.
+* Classifier-free guidance is exact: the conditional mixture (components the prompt allows) against the
+  mixture over every prompt (or over the negative prompt's components).
+
+ε of a Gaussian mixture under x_t = α x_0 + s z (α = sqrt(ᾱ_t), s = sqrt(1 − ᾱ_t)) is closed form:
+
+    v = α² τ² + s²,   r_k = softmax_k( (α x·μ_k − α² ‖μ_k‖² / 2) / v )   over the allowed components,
+    ε(x, t) = s · (x − α Σ_k r_k μ_k) / v.
+
+(The term ‖x‖² is common to every component and dropped, which keeps float32 free of cancellation.)
+All components are translates of one template on the torus, so x·μ_k for every start position is one
+matmul with a circulant ``(H·W, H·W)`` matrix per frame plus an index gather along the trajectories, and
+Σ r_k μ_k is the transposed pair: no Python loop over mixture components anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..guidance import ImageOnVideo
+from .base import Backbone, Conditioning, Defaults
+
+__all__ = [
+    "APPEARANCES",
+    "DIRECTIONS",
+    "FILLER_WORDS",
+    "WORLDS",
+    "ToyWorld",
+    "ToyBackbone",
+    "PromptSet",
+    "parse_prompt",
+    "make_scheduler",
+]
+
+#: appearance word -> sign of the blob's peak relative to the background
+APPEARANCES: dict[str, float] = {"bright": 1.0, "dark": -1.0}
+#: direction word -> (row step, column step) per frame; rows grow downwards
+DIRECTIONS: dict[str, tuple[int, int]] = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
+#: words a prompt may contain besides appearances and directions; they carry no meaning
+FILLER_WORDS = frozenset(
+    "a an the one blob ball dot spot moving moves move going goes drifting drifts travelling traveling "
+    "that which is to towards toward".split()
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Prompts
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """What a prompt allows: a set of appearances and a set of directions (all of them when unnamed)."""
+
+    appearances: tuple[str, ...]
+    directions: tuple[str, ...]
+
+    def mask(self) -> torch.Tensor:
+        """``(A, D)`` bool: which (appearance, direction) pairs of the world the prompt allows."""
+        a = torch.tensor([name in self.appearances for name in APPEARANCES])
+        d = torch.tensor([name in self.directions for name in DIRECTIONS])
+        return a[:, None] & d[None, :]
+
+
+def vocabulary() -> str:
+    """The words a toy prompt may use, as one line for error messages and docs."""
+    return (
+        f"appearances: {', '.join(APPEARANCES)}; directions: {', '.join(DIRECTIONS)}; "
+        f"other words: {', '.join(sorted(FILLER_WORDS))}"
+    )
+
+
+def parse_prompt(prompt: str) -> PromptSet:
+    """Read a prompt such as ``"a bright blob moving left"`` into the appearances and directions it allows.
+
+    Words are case-insensitive and may be separated by spaces or punctuation. A prompt that names no
+    appearance allows both; one that names no direction allows all four; ``""`` is the unconditional prompt.
+    Unknown words and prompts naming two appearances (or two directions) raise ``ValueError``.
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"a toy prompt is a string, got {type(prompt).__name__}")
+    words = [w for w in re.split(r"[^a-z]+", prompt.lower()) if w]
+    unknown = [w for w in words if w not in APPEARANCES and w not in DIRECTIONS and w not in FILLER_WORDS]
+    if unknown:
+        listed = ", ".join(f"'{w}'" for w in dict.fromkeys(unknown))
+        raise ValueError(
+            f"the toy world does not know the word(s) {listed} in prompt {prompt!r}. "
+            f"Its vocabulary is {vocabulary()}. Example: 'a bright blob moving left'."
+        )
+    appearances = tuple(dict.fromkeys(w for w in words if w in APPEARANCES))
+    directions = tuple(dict.fromkeys(w for w in words if w in DIRECTIONS))
+    for kind, found in (("appearances", appearances), ("directions", directions)):
+        if len(found) > 1:
+            raise ValueError(f"prompt {prompt!r} names two {kind} ({' and '.join(found)}); a toy clip has one of each")
+    return PromptSet(appearances or tuple(APPEARANCES), directions or tuple(DIRECTIONS))
+
+
+def all_prompts() -> list[str]:
+    """One prompt per (appearance, direction) pair, e.g. ``"a bright blob moving left"``."""
+    return [f"a {a} blob moving {d}" for a in APPEARANCES for d in DIRECTIONS]
+
+
+# ------------------------------------------------------------------------------------------------
+# The noise schedule
+# ------------------------------------------------------------------------------------------------
+
+
+def make_scheduler(beta_start: float = 1e-4, beta_end: float = 0.02, num_train_timesteps: int = 1000):
+    """The standard-step scheduler of the toy world: diffusers' DDIM on the pixel-space DDPM table.
+
+    Linear β from 1e-4 to 0.02 over T = 1000 is the table Ho et al. (2020) trained pixel-space models in
+    [-1, 1] with: ᾱ_999 ≈ 4e-5, so the first step starts from pure noise. ``timestep_spacing="trailing"``
+    starts the grid at t = 999 and ends it at t = T//N − 1, whose DDIM step lands on ᾱ = 1
+    (``set_alpha_to_one``), i.e. exactly on the data; ``clip_sample`` is off so no score is altered.
+    """
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_start=beta_start,
+        beta_end=beta_end,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        timestep_spacing="trailing",
+        prediction_type="epsilon",
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The world
+# ------------------------------------------------------------------------------------------------
+
+#: named worlds; ``ToyWorld.named(name, **overrides)``
+WORLDS: dict[str, dict[str, Any]] = {
+    # mild mismatch: the VDM's blob is 1.5× wider and 1/1.5 as bright as the true one
+    "default": {"mismatch": 0.5},
+    # large mismatch: the VDM's blob is 3× wider and 1/3 as bright
+    "large-mismatch": {"mismatch": 2.0},
+}
+
+
+@dataclass(frozen=True)
+class ToyWorld:
+    """The parameters of the analytic video world (see the module docstring and docs/toy.md).
+
+    Args:
+        frames, height, width: default clip size (any size can be asked for per call; the templates are
+            built per size and cached).
+        blob_width: std, in pixels, of the true (IDM) Gaussian blob.
+        contrast: peak of the true blob above (bright) or below (dark) the background.
+        background: pixel value of the background (0 is mid-grey).
+        spread: τ, the per-pixel std of every mixture component (how far real clips stray from the render).
+        mismatch: m ≥ 0, how degraded the VDM's world is: its blob is (1 + m)× wider and 1/(1 + m) as bright.
+        vdm_blob_width, vdm_contrast: set the VDM's blob directly (None: derived from ``mismatch``).
+        speed: pixels the blob moves per frame.
+        beta_start, beta_end: the linear β table of the noise schedule (see :func:`make_scheduler`).
+    """
+
+    frames: int = 8
+    height: int = 16
+    width: int = 16
+    blob_width: float = 1.0
+    contrast: float = 0.9
+    background: float = 0.0
+    spread: float = 0.1
+    mismatch: float = 0.5
+    vdm_blob_width: float | None = None
+    vdm_contrast: float | None = None
+    speed: int = 1
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self):
+        for name in ("frames", "height", "width", "speed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"toy world: {name} must be an integer >= 1, got {value!r}")
+        for name in ("blob_width", "spread"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"toy world: {name} must be > 0, got {getattr(self, name)!r}")
+        if not self.mismatch >= 0:
+            raise ValueError(f"toy world: mismatch must be >= 0, got {self.mismatch!r}")
+        if self.vdm_blob_width is not None and not self.vdm_blob_width > 0:
+            raise ValueError(f"toy world: vdm_blob_width must be > 0, got {self.vdm_blob_width!r}")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(f"toy world: need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
+
+    @classmethod
+    def named(cls, world: str = "default", **overrides) -> "ToyWorld":
+        """A named world (``"default"`` or ``"large-mismatch"``) with some parameters overridden."""
+        if world not in WORLDS:
+            raise ValueError(f"unknown toy world {world!r}; named worlds: {', '.join(WORLDS)}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(f"toy world has no parameter(s) {', '.join(unknown)}; its parameters: {', '.join(sorted(fields))}")
+        return cls(**{**WORLDS[world], **{k: v for k, v in overrides.items() if v is not None}})
+
+    @property
+    def idm_blob(self) -> tuple[float, float]:
+        """(width, contrast) of the true blob, which the IDM and the metrics use."""
+        return float(self.blob_width), float(self.contrast)
+
+    @property
+    def vdm_blob(self) -> tuple[float, float]:
+        """(width, contrast) of the VDM's degraded blob."""
+        width = self.vdm_blob_width if self.vdm_blob_width is not None else self.blob_width * (1 + self.mismatch)
+        contrast = self.vdm_contrast if self.vdm_contrast is not None else self.contrast / (1 + self.mismatch)
+        return float(width), float(contrast)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["vdm_blob_width"], out["vdm_contrast"] = (round(v, 6) for v in self.vdm_blob)
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Geometry: templates and trajectories of one clip size, vectorised
+# ------------------------------------------------------------------------------------------------
+
+
+def _bump_matrix(height: int, width: int, blob_width: float, dtype, device) -> torch.Tensor:
+    """``B[p, q]`` = unit-peak Gaussian bump centred at pixel p, evaluated at pixel q, on the torus (symmetric)."""
+    rows = torch.arange(height, dtype=torch.float64)
+    cols = torch.arange(width, dtype=torch.float64)
+    dr = (rows[:, None] - rows[None, :]).abs()
+    dr = torch.minimum(dr, height - dr)  # torus distance
+    dc = (cols[:, None] - cols[None, :]).abs()
+    dc = torch.minimum(dc, width - dc)
+    d2 = dr[:, None, :, None] ** 2 + dc[None, :, None, :] ** 2  # (pr, pc, qr, qc)
+    bump = torch.exp(-d2 / (2 * blob_width**2))
+    return bump.reshape(height * width, height * width).to(device=device, dtype=dtype)
+
+
+@dataclass
+class _Geometry:
+    """Index tables of one clip size: where the blob of trajectory (d, p) is at frame f, and back."""
+
+    frames: int
+    height: int
+    width: int
+    traj: torch.Tensor  # (F, D·P) long: pixel of trajectory (d, p0) at frame f
+    inv: torch.Tensor  # (D, F, P) long: start p0 of the direction-d trajectory that is at pixel q at frame f
+
+    @classmethod
+    def build(cls, frames: int, height: int, width: int, speed: int, device) -> "_Geometry":
+        p = torch.arange(height * width)
+        r0, c0 = p // width, p % width
+        f = torch.arange(frames)
+        moves = torch.tensor(list(DIRECTIONS.values()))  # (D, 2)
+        dr = moves[:, 0][:, None, None] * speed * f[None, :, None]  # (D, F, 1)
+        dc = moves[:, 1][:, None, None] * speed * f[None, :, None]
+        at = ((r0[None, None] + dr) % height) * width + (c0[None, None] + dc) % width  # (D, F, P): pixel at frame f
+        back = ((r0[None, None] - dr) % height) * width + (c0[None, None] - dc) % width  # (D, F, P): start p0
+        traj = at.permute(1, 0, 2).reshape(frames, -1)  # (F, D·P)
+        return cls(frames, height, width, traj.to(device), back.to(device))
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact scores
+# ------------------------------------------------------------------------------------------------
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis that sets weights below ~1e-250 (float64) / ~1e-25 (float32) to exactly 0.
+
+    Such weights change no result at this precision, but as subnormal numbers they slow every later matmul
+    on a CPU by orders of magnitude.
+    """
+    cutoff = math.log(torch.finfo(logits.dtype).tiny) + 30.0
+    shifted = logits - logits.amax(-1, keepdim=True)
+    weights = shifted.masked_fill(shifted < cutoff, float("-inf")).exp()
+    return weights / weights.sum(-1, keepdim=True)
+
+
+class _MixtureScore:
+    """Shared parts of the two exact score models: the ᾱ table, the blob, dtype and device."""
+
+    def __init__(self, world: ToyWorld, blob: tuple[float, float], alphas_cumprod: torch.Tensor, dtype, device):
+        self.world = world
+        self.blob_width, self.contrast = blob
+        self.dtype, self.device = dtype, device
+        self.alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float64)
+        self.signs = torch.tensor(list(APPEARANCES.values()), dtype=dtype, device=device)  # (A,)
+
+    @functools.lru_cache(maxsize=8)
+    def bumps(self, height: int, width: int) -> torch.Tensor:
+        return _bump_matrix(height, width, self.blob_width, self.dtype, self.device)
+
+    def levels(self, t: int) -> tuple[float, float, float]:
+        """α = sqrt(ᾱ_t), s = sqrt(1 − ᾱ_t) and v = α² τ² + s² at integer level t (t < 0: ᾱ = 1)."""
+        abar = 1.0 if t < 0 else float(self.alphas_cumprod[int(t)])
+        alpha, s = math.sqrt(abar), math.sqrt(max(0.0, 1.0 - abar))
+        return alpha, s, abar * self.world.spread**2 + (1.0 - abar)
+
+    def _logits(self, corr: torch.Tensor, alpha: float, v: float, norm2: float) -> torch.Tensor:
+        """(α x·μ − α² ‖μ‖² / 2) / v per appearance: ``corr`` (R, …) → (R, A, …); μ = background + sign·contrast·U."""
+        amp = (self.signs * self.contrast).reshape(1, -1, *([1] * (corr.dim() - 1)))
+        return (alpha * amp * corr.unsqueeze(1) - 0.5 * alpha**2 * amp**2 * norm2) / v
+
+
+class VideoScore(_MixtureScore):
+    """Exact ε of the VDM's world: a mixture over (appearance, direction, start) of degraded trajectories.
+
+    ``cond``: ``(R, A, D)`` bool, the (appearance, direction) pairs each of the R rows allows.
+    """
+
+    def __init__(self, world: ToyWorld, alphas_cumprod: torch.Tensor, dtype, device):
+        super().__init__(world, world.vdm_blob, alphas_cumprod, dtype, device)
+
+    @functools.lru_cache(maxsize=8)
+    def geometry(self, frames: int, height: int, width: int) -> _Geometry:
+        return _Geometry.build(frames, height, width, self.world.speed, self.device)
+
+    def __call__(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+        n, c, f, h, w = x.shape
+        geo, bumps = self.geometry(f, h, w), self.bumps(h, w)
+        alpha, s, v = self.levels(t)
+        xx = x.to(self.dtype)
+        y = (xx - alpha * self.world.background).reshape(n * c, f, h * w)  # (R, F, P)
+        rows = y.shape[0]
+        # 1. x·U_(d,p0) for every trajectory: per-frame correlation with the bump, summed along the trajectory
+        corr_frames = y @ bumps  # (R, F, P): x_f · b_q for every pixel q
+        corr = corr_frames.gather(2, geo.traj.expand(rows, -1, -1)).sum(1)  # (R, D·P)
+        num_dirs = len(DIRECTIONS)
+        corr = corr.reshape(rows, num_dirs, h * w)
+        norm2 = f * float(bumps[0] @ bumps[0])  # ‖U‖², the same for every trajectory on a torus
+        logits = self._logits(corr, alpha, v, norm2)  # (R, A, D, P)
+        allowed = cond.to(self.device).repeat_interleave(c, 0)[..., None]  # (R, A, D, 1)
+        r = _softmax(logits.masked_fill(~allowed, float("-inf")).reshape(rows, -1)).reshape(logits.shape)
+        # 2. Σ_k r_k μ_k: per-trajectory weights (signed by appearance), placed along the trajectories, blurred
+        weight = (r * (self.signs * self.contrast)[None, :, None, None]).sum(1)  # (R, D, P)
+        placed = weight.gather(2, geo.inv.reshape(1, num_dirs, -1).expand(rows, -1, -1))  # (R, D, F·P)
+        mean = placed.reshape(rows, num_dirs, f, h * w).sum(1) @ bumps + self.world.background  # (R, F, P)
+        eps = s * (xx.reshape(rows, f, h * w) - alpha * mean) / v
+        return eps.reshape(n, c, f, h, w).to(x.dtype)
+
+
+class ImageScore(_MixtureScore):
+    """Exact ε of the true per-frame marginal: a mixture over (appearance, position) of sharp frames.
+
+    Called on images ``(R, C, H, W)`` (wrap with :class:`~ivmixed.guidance.ImageOnVideo` for video latents);
+    ``cond``: ``(R', A)`` bool with R a multiple of R' (one row per clip is repeated over its frames).
+    """
+
+    def __init__(self, world: ToyWorld, alphas_cumprod: torch.Tensor, dtype, device):
+        super().__init__(world, world.idm_blob, alphas_cumprod, dtype, device)
+
+    def __call__(self, images: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = images.shape
+        bumps = self.bumps(h, w)
+        alpha, s, v = self.levels(t)
+        xx = images.to(self.dtype)
+        y = (xx - alpha * self.world.background).reshape(n * c, h * w)
+        rows = y.shape[0]
+        corr = y @ bumps  # (R, P)
+        logits = self._logits(corr, alpha, v, float(bumps[0] @ bumps[0]))  # (R, A, P)
+        cond = cond.to(self.device)
+        if n % cond.shape[0]:
+            raise ValueError(f"image conditioning has {cond.shape[0]} rows for {n} images")
+        allowed = cond.repeat_interleave(n // cond.shape[0], 0).repeat_interleave(c, 0)[..., None]  # (R, A, 1)
+        r = _softmax(logits.masked_fill(~allowed, float("-inf")).reshape(rows, -1)).reshape(logits.shape)
+        weight = (r * (self.signs * self.contrast)[None, :, None]).sum(1)  # (R, P)
+        mean = weight @ bumps + self.world.background
+        eps = s * (xx.reshape(rows, h * w) - alpha * mean) / v
+        return eps.reshape(n, c, h, w).to(images.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+# ------------------------------------------------------------------------------------------------
+
+
+def clip_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """The four toy metrics of every clip, against the *true* (sharp) world.
+
+    ``clips``: ``(B, 1, F, H, W)`` finished latents (pixel values); ``prompts``: one per clip. Returns float64
+    tensors of shape (B,):
+
+    * ``frame_error`` — per frame, the RMS pixel distance to the nearest sharp frame of a prompted appearance
+      (any position), averaged over the frames;
+    * ``coherence`` — the fraction of consecutive frame pairs in which the blob (the position of that nearest
+      sharp frame) moved by exactly one prompted step (``speed`` pixels in a prompted direction); NaN for F = 1;
+    * ``video_error`` — the RMS pixel distance of the clip to the nearest true clip of the prompt;
+    * ``prompt_accuracy`` — 1 when the nearest true clip among *all* prompts has a prompted appearance and
+      direction, else 0.
+
+    A clip drawn from the true world itself scores about ``spread`` on both errors (slightly less, because
+    the nearest template is chosen), coherence 1 and prompt accuracy 1.
+    """
+    x = clips.detach().to("cpu", torch.float64)
+    b, c, f, h, w = x.shape
+    if c != 1:
+        raise ValueError(f"toy clips have one channel, got {c}")
+    if len(prompts) != b:
+        raise ValueError(f"got {len(prompts)} prompts for {b} clips")
+    sets = [parse_prompt(p) for p in prompts]
+    allowed = torch.stack([s.mask() for s in sets])  # (B, A, D)
+    bumps = _bump_matrix(h, w, world.blob_width, torch.float64, "cpu")
+    geo = _Geometry.build(f, h, w, world.speed, "cpu")
+    amp = torch.tensor(list(APPEARANCES.values()), dtype=torch.float64) * world.contrast  # (A,)
+    y = (x - world.background).reshape(b, f, h * w)
+    b2 = float(bumps[0] @ bumps[0])
+    pixels = h * w
+
+    # per frame: ‖y_f − amp_a b_p‖² for every (a, p)
+    corr_frames = y @ bumps  # (B, F, P)
+    frame_d2 = (y**2).sum(-1)[:, :, None, None] - 2 * amp[None, None, :, None] * corr_frames[:, :, None] + amp[None, None, :, None] ** 2 * b2
+    app_ok = allowed.any(2)  # (B, A)
+    frame_d2 = frame_d2.masked_fill(~app_ok[:, None, :, None], float("inf"))  # (B, F, A, P)
+    best, where = frame_d2.reshape(b, f, -1).min(-1)
+    frame_error = (best.clamp_min(0) / pixels).sqrt().mean(1)
+    position = where % pixels  # (B, F)
+
+    # coherence: the step between consecutive positions is one of the prompted moves
+    if f > 1:
+        rows, cols = position // w, position % w
+        d_r = (rows[:, 1:] - rows[:, :-1]) % h  # (B, F-1)
+        d_c = (cols[:, 1:] - cols[:, :-1]) % w
+        moves = torch.tensor(list(DIRECTIONS.values())) * world.speed  # (D, 2)
+        hit = (d_r[..., None] == moves[:, 0] % h) & (d_c[..., None] == moves[:, 1] % w)  # (B, F-1, D)
+        dir_ok = allowed.any(1)  # (B, D)
+        coherence = (hit & dir_ok[:, None, :]).any(-1).to(torch.float64).mean(1)
+    else:
+        coherence = torch.full((b,), float("nan"), dtype=torch.float64)
+
+    # whole clips: ‖y − amp_a U_(d,p0)‖² for every trajectory
+    corr = corr_frames.gather(2, geo.traj.expand(b, -1, -1)).sum(1).reshape(b, len(DIRECTIONS), pixels)  # (B, D, P)
+    clip_d2 = (y**2).sum((1, 2))[:, None, None, None] - 2 * amp[None, :, None, None] * corr[:, None] + amp[None, :, None, None] ** 2 * (f * b2)
+    flat = clip_d2.reshape(b, -1)  # (B, A·D·P)
+    prompted = allowed[..., None].expand(-1, -1, -1, pixels).reshape(b, -1)
+    video_error = (flat.masked_fill(~prompted, float("inf")).min(1).values.clamp_min(0) / (f * pixels)).sqrt()
+    nearest = flat.argmin(1)
+    prompt_accuracy = prompted.gather(1, nearest[:, None]).squeeze(1).to(torch.float64)
+    return {
+        "frame_error": frame_error,
+        "coherence": coherence,
+        "video_error": video_error,
+        "prompt_accuracy": prompt_accuracy,
+    }
+
+
+def render(world: ToyWorld, prompts: list[str], starts: torch.Tensor, *, frames: int | None = None, height: int | None = None,
+           width: int | None = None, degraded: bool = False) -> torch.Tensor:
+    """Noise-free clips ``(B, 1, F, H, W)`` (float64) of each prompt's (first allowed) appearance and direction.
+
+    ``starts``: ``(B,)`` flat start pixels. ``degraded=True`` renders the VDM's blob instead of the true one.
+    """
+    f, h, w = frames or world.frames, height or world.height, width or world.width
+    blob_width, contrast = world.vdm_blob if degraded else world.idm_blob
+    bumps = _bump_matrix(h, w, blob_width, torch.float64, "cpu")
+    geo = _Geometry.build(f, h, w, world.speed, "cpu")
+    names = list(DIRECTIONS)
+    out = []
+    for prompt, p0 in zip(prompts, starts.tolist()):
+        s = parse_prompt(prompt)
+        d = names.index(s.directions[0])
+        pixels = geo.traj[:, d * h * w + int(p0)]  # (F,)
+        frames_ = world.background + APPEARANCES[s.appearances[0]] * contrast * bumps[pixels]  # (F, P)
+        out.append(frames_.reshape(1, f, h, w))
+    return torch.stack(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# The backbone
+# ------------------------------------------------------------------------------------------------
+
+_DTYPES = {"float64": torch.float64, "fp64": torch.float64, "float32": torch.float32, "fp32": torch.float32}
+
+
+class ToyBackbone(Backbone):
+    """The ``toy`` backbone: the analytic video world with exact IDM, VDM, guidance and metrics.
+
+    Options (all optional): ``world`` (``"default"`` or ``"large-mismatch"``), any :class:`ToyWorld` parameter
+    (``frames``, ``height``, ``width``, ``blob_width``, ``contrast``, ``background``, ``spread``, ``mismatch``,
+    ``vdm_blob_width``, ``vdm_contrast``, ``speed``, ``beta_start``, ``beta_end``), ``guidance`` (ω of the
+    standard step, default 3), ``steps`` (default 50), ``program`` (default ``IV-IV``), ``fps`` (default 4),
+    ``dtype`` (``float64`` default — the scores are exact to ~1e-12 — or ``float32``, about twice as fast)
+    and ``device``.
+    """
+
+    name = "toy"
+    vae_scale_factor = 1
+    example_prompt = "a bright blob moving right"
+
+    def __init__(
+        self,
+        world: str = "default",
+        *,
+        frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        blob_width: float | None = None,
+        contrast: float | None = None,
+        background: float | None = None,
+        spread: float | None = None,
+        mismatch: float | None = None,
+        vdm_blob_width: float | None = None,
+        vdm_contrast: float | None = None,
+        speed: int | None = None,
+        beta_start: float | None = None,
+        beta_end: float | None = None,
+        guidance: float = 3.0,
+        steps: int = 50,
+        program: str = "IV-IV",
+        fps: int = 4,
+        dtype: str | torch.dtype = "float64",
+        device: str | torch.device = "cpu",
+    ):
+        self.world = ToyWorld.named(
+            world,
+            frames=frames,
+            height=height,
+            width=width,
+            blob_width=blob_width,
+            contrast=contrast,
+            background=background,
+            spread=spread,
+            mismatch=mismatch,
+            vdm_blob_width=vdm_blob_width,
+            vdm_contrast=vdm_contrast,
+            speed=speed,
+            beta_start=beta_start,
+            beta_end=beta_end,
+        )
+        self.world_name = world
+        if isinstance(dtype, torch.dtype):
+            self.dtype = dtype
+        elif dtype in _DTYPES:
+            self.dtype = _DTYPES[dtype]
+        else:
+            raise ValueError(f"toy backbone: dtype must be float64 or float32, got {dtype!r}")
+        self.device = torch.device(device)
+        self.defaults = Defaults(
+            height=self.world.height, width=self.world.width, frames=self.world.frames, steps=steps,
+            guidance=float(guidance), program=program, fps=fps,
+        )
+        table = self.make_scheduler().alphas_cumprod
+        self.vdm = VideoScore(self.world, table, self.dtype, self.device)
+        self.image_model = ImageScore(self.world, table, self.dtype, self.device)
+        self.idm = ImageOnVideo(self.image_model)
+
+    # -- Backbone interface ------------------------------------------------------------------------
+
+    def make_scheduler(self):
+        return make_scheduler(self.world.beta_start, self.world.beta_end)
+
+    def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
+        """Masks of allowed components for the doubled batch [negative; prompt]: VDM (2N, A, D), IDM (2N, A)."""
+        sets = [parse_prompt(p) for p in negative_prompts] + [parse_prompt(p) for p in prompts]
+        vdm = torch.stack([s.mask() for s in sets]).to(self.device)
+        return Conditioning(idm=vdm.any(2), vdm=vdm, prompts=list(prompts), negative_prompts=list(negative_prompts))
+
+    def initial_latents(self, batch: int, frames: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+        # diffusers' randn_tensor with a CPU generator: float32 draws on the CPU, then moved and cast
+        noise = torch.randn((batch, 1, frames, height, width), generator=generator, device="cpu", dtype=torch.float32)
+        return noise.to(self.device, self.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        frames = ((latents[:, 0].detach().to("cpu", torch.float32) + 1) / 2).clamp(0, 1)  # (B, F, H, W)
+        return frames[..., None].expand(*frames.shape, 3).contiguous()
+
+    def metrics(self, latents: torch.Tensor, conditioning: Conditioning) -> dict[str, float]:
+        per_clip = clip_metrics(self.world, latents, conditioning.prompts)
+        out = {}
+        for name, values in per_clip.items():
+            out[name] = None if bool(torch.isnan(values).any()) else round(float(values.mean()), 6)
+        return out
+
+    def clip_metrics(self, latents: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """The metrics of every clip (see :func:`clip_metrics`)."""
+        return clip_metrics(self.world, latents, prompts)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backbone": self.name,
+            "world": self.world_name,
+            "world_parameters": self.world.as_dict(),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": str(self.device),
+        }
+
+    def render(self, prompts: list[str], starts: torch.Tensor, *, degraded: bool = False, **size) -> torch.Tensor:
+        """Noise-free clips of the world (see :func:`render`), as latents of this backbone."""
+        return render(self.world, prompts, starts, degraded=degraded, **size).to(self.device, self.dtype)
+
+    @property
+    def prompts(self) -> list[str]:
+        """Every (appearance, direction) prompt of the world; the sweep's default prompt set."""
+        return all_prompts()

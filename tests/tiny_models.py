@@ -1,0 +1,347 @@
+"""Tiny random diffusers components, saved in the exact folder layouts the real models use.
+
+Everything is built in code (no download): a CLIP tokenizer from a vocab.json/merges.txt written here,
+tiny CLIP text encoders, VAEs, 2-D / motion / 3-D UNets and motion adapters. The builders write the
+same layouts as the hub repositories, so tests load them through the backbones' real ``--model`` /
+``--image-model`` path:
+
+- an SD1.5 pipeline folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``);
+- a motion-adapter folder (``config.json`` + ``diffusion_pytorch_model.safetensors``);
+- a saved ``AnimateDiffPipeline`` folder (SD base and motion adapter in one);
+- a ``TextToVideoSDPipeline`` folder (ModelScope layout);
+- a bare UNet folder, a single-file ``.safetensors`` UNet and a pickled (``.bin``) UNet folder.
+
+Sizes: 32×32 pixels → 4×4 latents (the VAE down-samples by 8, like the real one), 4 latent channels.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+TEXT_DIM = 32  # hidden size of the tiny "CLIP-L" text encoders (768 in SD1.5)
+MS_TEXT_DIM = 24  # hidden size of the tiny ModelScope text encoder (1024 in the real one)
+MAX_TOKENS = 77
+
+#: the SD1.5 noise table (scaled_linear 0.00085 → 0.012); DDIM conventions of the released configs
+SD_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+)
+
+
+# -- tokenizer and text encoder ------------------------------------------------------------------------
+
+
+def write_tiny_tokenizer(folder: Path) -> Path:
+    """A CLIP BPE tokenizer over single characters plus a few merges, written as vocab.json + merges.txt."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in string.ascii_lowercase + string.digits + ".,!?'-":
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    merges = ["t h", "th e</w>", "a n", "an d</w>", "o r", "s e", "e s</w>"]
+    for pair in merges:
+        vocab.setdefault(pair.replace(" ", ""), len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "CLIPTokenizer",
+                "model_max_length": MAX_TOKENS,
+                "bos_token": "<|startoftext|>",
+                "eos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+            }
+        )
+    )
+    return folder
+
+
+def tiny_tokenizer():
+    """The tokenizer object (its files are written again, as vocab.json/merges.txt, by :func:`_use_legacy_tokenizer_files`)."""
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return CLIPTokenizer.from_pretrained(str(write_tiny_tokenizer(Path(tmp))))
+
+
+def _use_legacy_tokenizer_files(pipeline_folder: Path) -> None:
+    """Hub SD repositories ship vocab.json + merges.txt (no tokenizer.json): write the tokenizer folder that way."""
+    import shutil
+
+    shutil.rmtree(pipeline_folder / "tokenizer")
+    write_tiny_tokenizer(pipeline_folder / "tokenizer")
+
+
+def tiny_text_encoder(hidden: int = TEXT_DIM, seed: int = 0, vocab_size: int = 128):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        projection_dim=hidden,
+    )
+    return CLIPTextModel(config).eval()
+
+
+# -- VAE and UNets ----------------------------------------------------------------------------------------
+
+
+def tiny_vae(seed: int = 0):
+    """Four blocks, so the VAE factor is 8 like SD's (32 px → 4 latents)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    ).eval()
+
+
+def tiny_unet2d(*, cross_attention_dim: int = TEXT_DIM, in_channels: int = 4, sample_size: int = 4, seed: int = 0):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).eval()
+
+
+def tiny_motion_adapter(seed: int = 0):
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed)
+    return MotionAdapter(
+        block_out_channels=(8, 16),
+        motion_layers_per_block=1,
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=4,
+        motion_max_seq_length=32,
+    ).eval()
+
+
+def tiny_unet3d(*, cross_attention_dim: int = MS_TEXT_DIM, seed: int = 0):
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet3DConditionModel(
+        sample_size=4,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).eval()
+
+
+def _scheduler(kind: str = "pndm", **overrides):
+    from diffusers import DDIMScheduler, PNDMScheduler
+
+    config = {**SD_SCHEDULER, **overrides}
+    if kind == "pndm":  # SD1.5 repositories ship a PNDM config; the backbones build DDIM from it
+        config.pop("clip_sample")
+        return PNDMScheduler(skip_prk_steps=True, **config)
+    return DDIMScheduler(**config)
+
+
+# -- folders -------------------------------------------------------------------------------------------------
+
+
+def save_sd15(folder: Path, *, seed: int = 0, unet_sample_size: int = 4, scheduler_overrides: dict | None = None) -> Path:
+    """An SD1.5-layout pipeline folder (what ``stable-diffusion-v1-5/stable-diffusion-v1-5`` looks like)."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    pipe = StableDiffusionPipeline(
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(TEXT_DIM, seed),
+        tokenizer=tiny_tokenizer(),
+        unet=tiny_unet2d(sample_size=unet_sample_size, seed=seed),
+        scheduler=_scheduler("pndm", **(scheduler_overrides or {})),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder))
+    _use_legacy_tokenizer_files(folder)
+    return folder
+
+
+def save_motion_adapter(folder: Path, *, seed: int = 1) -> Path:
+    tiny_motion_adapter(seed).save_pretrained(str(folder))
+    return Path(folder)
+
+
+def save_animatediff_pipeline(folder: Path, *, seed: int = 2) -> Path:
+    """A saved ``AnimateDiffPipeline`` (SD base with the motion adapter, one folder)."""
+    from diffusers import AnimateDiffPipeline
+
+    folder = Path(folder)
+    pipe = AnimateDiffPipeline(
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(TEXT_DIM, seed),
+        tokenizer=tiny_tokenizer(),
+        unet=tiny_unet2d(seed=seed),
+        motion_adapter=tiny_motion_adapter(seed),
+        scheduler=_scheduler("ddim"),
+    )
+    pipe.save_pretrained(str(folder))
+    _use_legacy_tokenizer_files(folder)
+    return folder
+
+
+def save_modelscope(folder: Path, *, seed: int = 3) -> Path:
+    """A ``TextToVideoSDPipeline`` folder (the layout of ``ali-vilab/text-to-video-ms-1.7b``)."""
+    from diffusers import TextToVideoSDPipeline
+
+    folder = Path(folder)
+    pipe = TextToVideoSDPipeline(
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(MS_TEXT_DIM, seed),
+        tokenizer=tiny_tokenizer(),
+        unet=tiny_unet3d(seed=seed),
+        scheduler=_scheduler("ddim"),
+    )
+    pipe.save_pretrained(str(folder))
+    _use_legacy_tokenizer_files(folder)
+    return folder
+
+
+def save_unet_folder(folder: Path, *, seed: int = 4, in_channels: int = 4, safe: bool = True) -> Path:
+    """A bare UNet folder (``config.json`` + weights); ``safe=False`` writes pickled ``.bin`` weights."""
+    tiny_unet2d(in_channels=in_channels, seed=seed).save_pretrained(str(folder), safe_serialization=safe)
+    return Path(folder)
+
+
+def save_unet_single_file(path: Path, *, seed: int = 5) -> Path:
+    """A UNet as one ``.safetensors`` file with diffusers key names (no config beside it)."""
+    from safetensors.torch import save_file
+
+    unet = tiny_unet2d(seed=seed)
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(path))
+    return Path(path)
+
+
+def save_peft_lora(path: Path, unet_folder: Path, *, seed: int = 6, rank: int = 4) -> Path:
+    """A LoRA for the tiny image UNet, trained nowhere: peft adapters with random (non-zero) weights.
+
+    Written with diffusers' ``save_lora_weights`` as one ``.safetensors`` file (diffusers key names).
+    """
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(str(unet_folder), subfolder="unet")
+    torch.manual_seed(seed)
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    unet.add_adapter(config)
+    layers = get_peft_model_state_dict(unet)
+    path = Path(path)
+    StableDiffusionPipeline.save_lora_weights(str(path.parent), unet_lora_layers=layers, weight_name=path.name, safe_serialization=True)
+    return path
+
+
+def save_kohya_lora(path: Path, peft_lora: Path) -> Path:
+    """The same LoRA as :func:`save_peft_lora`, renamed to the kohya / civitai key layout (``lora_unet_…``)."""
+    from safetensors.torch import load_file, save_file
+
+    out = {}
+    for key, value in load_file(str(peft_lora)).items():
+        # unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight
+        module, _, kind = key.removeprefix("unet.").rpartition(".lora_")
+        name = "lora_unet_" + module.replace(".", "_")
+        out[f"{name}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = value
+        out[f"{name}.alpha"] = torch.tensor(float(value.shape[0] if kind.startswith("A") else value.shape[1]))
+    save_file(out, str(path))
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Paths of every tiny model folder (see the module docstring)."""
+
+    root: Path
+    sd15: Path  # SD1.5 pipeline folder: the image model of both backbones, and an AnimateDiff base
+    sd15_ms: Path  # SD1.5 folder whose UNet's sample_size (8) differs from the video latents (4): the ModelScope IDM
+    motion_adapter: Path
+    animatediff: Path  # saved AnimateDiffPipeline folder
+    modelscope: Path  # TextToVideoSDPipeline folder
+    image_unet: Path  # bare UNet folder
+    image_unet_file: Path  # single .safetensors UNet
+    image_unet_pickle: Path  # UNet folder with .bin weights only
+    image_unet_8ch: Path  # UNet folder with 8 latent channels (incompatible)
+    sd15_other_betas: Path  # SD folder with a different noise table (incompatible)
+    lora: Path  # peft LoRA for the image UNet (diffusers keys)
+    lora_kohya: Path  # the same LoRA with kohya keys
+
+
+def build_all(root: Path) -> TinyModels:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    sd15 = save_sd15(root / "sd15", seed=10)
+    models = TinyModels(
+        root=root,
+        sd15=sd15,
+        sd15_ms=save_sd15(root / "sd15_ms", seed=11, unet_sample_size=8),
+        motion_adapter=save_motion_adapter(root / "motion_adapter", seed=12),
+        animatediff=save_animatediff_pipeline(root / "animatediff", seed=13),
+        modelscope=save_modelscope(root / "modelscope", seed=14),
+        image_unet=save_unet_folder(root / "image_unet", seed=15),
+        image_unet_file=save_unet_single_file(root / "image_unet.safetensors", seed=16),
+        image_unet_pickle=save_unet_folder(root / "image_unet_pickle", seed=17, safe=False),
+        image_unet_8ch=save_unet_folder(root / "image_unet_8ch", seed=18, in_channels=8),
+        sd15_other_betas=save_sd15(root / "sd15_other_betas", seed=19, scheduler_overrides={"beta_end": 0.02}),
+        lora=save_peft_lora(root / "loras" / "tiny_lora.safetensors", sd15, seed=20),
+        lora_kohya=root / "loras" / "tiny_lora_kohya.safetensors",
+    )
+    save_kohya_lora(models.lora_kohya, models.lora)
+    return models
+
+
+if __name__ == "__main__":  # build the folders for a manual look: python tests/tiny_models.py OUT
+    import sys
+
+    print(build_all(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny_models")))
