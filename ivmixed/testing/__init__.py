@@ -10,7 +10,8 @@ fixtures::
         size = dict(frames=2, height=32, width=32, steps=3)   # small, so the suite runs in seconds
 
         @pytest.fixture(scope="class")
-        def options(self, tmp_path_factory):
+        @classmethod
+        def options(cls, tmp_path_factory):
             return {"model": build_tiny_weights(tmp_path_factory.mktemp("w")), "device": "cpu"}
 
 pytest then runs every ``test_*`` method below against your backbone, through the registry, exactly as
@@ -21,7 +22,8 @@ the error must name::
     class TestMyBackbone(BackboneContract, MissingWeightsContract):
         ...
         @pytest.fixture(scope="class")
-        def missing_options(self):
+        @classmethod
+        def missing_options(cls):
             return {"model": "someone/not-downloaded"}, ["someone/not-downloaded"]
 """
 
@@ -58,12 +60,14 @@ class BackboneContract:
     prompts: tuple[str, str] | None = None  # two different prompts; default: the backbone's example prompt twice
 
     @pytest.fixture(scope="class")
-    def options(self) -> dict[str, Any]:
+    @classmethod
+    def options(cls) -> dict[str, Any]:
         return {}
 
     @pytest.fixture(scope="class")
-    def backbone(self, options) -> Backbone:
-        return ivmixed.load(self.name, **options)
+    @classmethod
+    def backbone(cls, options) -> Backbone:
+        return ivmixed.load(cls.name, **options)
 
     def _prompts(self, backbone) -> tuple[str, str]:
         if self.prompts:

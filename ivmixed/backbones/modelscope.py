@@ -1,0 +1,33 @@
+"""Registry entry of the ``modelscope`` backbone: ModelScope text-to-video 1.7B as the VDM, a full SD1.5 pipeline as the IDM.
+
+This module stays free of torch and diffusers so that ``ivmixed list`` reads the spec without importing
+anything heavy; the backbone itself is :class:`ivmixed.backbones._modelscope_impl.ModelScopeBackbone`,
+imported on first load. Model ids live here, as defaults, and nowhere in the sampling code.
+"""
+
+from __future__ import annotations
+
+from ..registry import BackboneSpec
+
+#: the paper's models (reference-code-notes §3)
+DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
+DEFAULT_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; LoRA also needs peft (pip install 'ivmixed[lora]')."
+
+SPEC = BackboneSpec(
+    name="modelscope",
+    factory="ivmixed.backbones._modelscope_impl:ModelScopeBackbone",
+    summary="ModelScope T2V 1.7B mixed with SD1.5 (its own text encoder; latents resized to the image model's size); DDIM, ω 7.5",
+    roles={
+        "vdm": f"ModelScope text-to-video ({DEFAULT_MODEL}): UNet3DConditionModel, its text encoder and VAE",
+        "idm": f"SD1.5 pipeline ({DEFAULT_IMAGE_MODEL}) with its own text encoder; sees frame latents resized (nearest) "
+        "to its sample size (--image-latent-size)",
+    },
+    default_models={"model": DEFAULT_MODEL, "image_model": DEFAULT_IMAGE_MODEL},
+    weight_files={"model": "model_index.json", "image_model": "model_index.json"},
+    requires=("torch", "diffusers", "transformers"),
+    install_hint=INSTALL_HINT,
+    prefers_cuda=True,
+    size_multiple=8,
+)

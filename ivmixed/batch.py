@@ -1,0 +1,837 @@
+"""Generation at scale: every (prompt item, program, seed) of a prompt file as one video, resumable and shardable.
+
+The Python side of ``ivmixed batch``. One call of :func:`run_batch` plans the videos, takes this process's
+share of them, loads the backbone once and generates what is not finished yet::
+
+    from ivmixed.batch import run_batch
+    from ivmixed.prompts import read_prompts
+
+    items = read_prompts("Captions_ChronoMagic-Bench.csv", prompt_column="name", id_column="videoid")
+    result = run_batch(items, "runs/chronomagic", programs=["origin", "IV-IV"], seeds=3, backbone="animatediff")
+
+**Pairing.** All programs of one (item, seed index k) start from the same seed, so from the same initial
+noise and the same R sub-step noise: the comparison between programs is paired. The seed is
+:func:`derive_seed`: with ``seed_mode="item"`` (default) ``int(sha256(f"{seed}/{item_id}/{k}")[:8 hex], 16)`` —
+independent noise for every item, stable when the prompt file is reordered or extended; with
+``seed_mode="shared"`` it is ``seed + k`` for every item. A batch video equals
+``backbone.generate(prompt, program=…, seed=<that seed>)`` with the same settings, bit for bit.
+
+**Layout** (everything below ``DIR``)::
+
+    run.json                       the configuration (backbone, options, sampling settings, seed rule, format)
+    index.jsonl                    one JSON line per finished video, append-only
+    <program>/<id>-<k>.<fmt>       the video (program folder: the canonical program text, ':' written '_')
+    <program>/<id>-<k>.<fmt>.json  its manifest (program, seed, settings, cost, timings, metrics, batch key)
+    .partial/<program>/<id>-<k>/   staging of a video being written; gone when the video is finished
+
+**Crash safety.** A video and its manifest are written in the staging folder, renamed into place (video
+first, manifest second), and only then is the index line appended. So a video listed in the index is
+complete; a killed process leaves at most a staging folder, which the next run removes (each process
+removes the staging folders of its own share). A re-run skips every video listed in the index whose file
+exists, adopts a finished video whose manifest is in place but whose index line was not written yet, and
+generates the rest. A write failure leaves the video unlisted (it is retried on the next run).
+
+**The index under several processes.** Every line is written by one ``os.write`` on a file descriptor
+opened with ``O_APPEND`` while holding an exclusive ``fcntl.lockf`` lock on the index (POSIX record locks
+also work on NFS). Lines are short (well under 4 KiB: the prompt text is in the manifest, not the index),
+so even where locks are unavailable (no ``fcntl``) the appends of a local file system do not interleave. A
+torn last line (power loss) is ignored by readers and closed with a newline by the next writer.
+
+**Sharding.** The videos of one (item, seed index) form a *group*; group g belongs to process
+``g % world_size``. Every process computes the same plan from the same prompt file, so the shares are
+disjoint and their union is the plan, with no communication. Rank and world size come from accelerate's
+``PartialState`` when the process was started by ``accelerate launch`` or ``torchrun`` (``MASTER_ADDR`` and
+``WORLD_SIZE`` > 1 in the environment), else from ``RANK``/``WORLD_SIZE``, or from an explicit ``shard=(i, n)``.
+
+**Configuration check.** ``run.json`` records what decides the content of a video: the backbone and its
+options (the device excepted), the sampling settings, the seed rule and the file format. A run with
+another configuration in the same ``DIR`` is refused with the differences listed, unless ``new_run=True``
+moves the old run aside into ``DIR/replaced-<time>/``. The *plan* may grow between runs: more prompt items,
+more programs, more seeds add videos to the same ``DIR``; a prompt whose text changed under an id that
+already has videos is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .program import Program, parse
+from .prompts import PromptItem, items_from_prompts, read_prompts
+
+try:  # POSIX record locks; absent on Windows, where the O_APPEND single write alone keeps lines whole
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = [
+    "BATCH_FORMATS",
+    "SEED_MODES",
+    "BatchResult",
+    "ConfigMismatch",
+    "Index",
+    "Job",
+    "Shard",
+    "derive_seed",
+    "detect_shard",
+    "plan_jobs",
+    "program_dir",
+    "read_index",
+    "run_batch",
+    "batch_status",
+    "shard_jobs",
+]
+
+log = logging.getLogger("ivmixed.batch")
+
+RUN_FILE = "run.json"
+INDEX_FILE = "index.jsonl"
+PARTIAL_DIR = ".partial"
+RUN_FILE_VERSION = 1
+BATCH_FORMATS = ("mp4", "gif", "npy")
+SEED_MODES = ("item", "shared")
+#: sampling settings passed through to Backbone.generate (and recorded in run.json)
+GENERATE_KEYS = ("steps", "frames", "height", "width", "guidance", "zigzag", "negative_prompt", "preset")
+#: backbone options that do not change a video's content (left out of the configuration check)
+NEUTRAL_OPTIONS = ("device",)
+_PROGRAM_DIR_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+@=%-")
+
+
+class ConfigMismatch(ValueError):
+    """The output folder holds a run whose configuration differs from this one (or a prompt changed under an id)."""
+
+
+# -- the plan ------------------------------------------------------------------------------------------
+
+
+def derive_seed(seed: int, item_id: str, seed_index: int, mode: str = "item") -> int:
+    """The seed of (item, seed index k): the same for every program, so programs are compared on the same noise.
+
+    ``mode="item"``: ``int(sha256(f"{seed}/{item_id}/{k}").hexdigest()[:8], 16)``, in 0 .. 2³²−1 — each item gets
+    its own noise, and an item keeps its seed when the prompt file is reordered or extended.
+    ``mode="shared"``: ``seed + k`` — every item starts from the same K noises.
+    """
+    if mode == "shared":
+        return seed + seed_index
+    if mode != "item":
+        raise ValueError(f"seed mode must be one of {', '.join(SEED_MODES)}, got {mode!r}")
+    return int(hashlib.sha256(f"{seed}/{item_id}/{seed_index}".encode("utf-8")).hexdigest()[:8], 16)
+
+
+def program_dir(program: Program | str) -> str:
+    """The folder of a program's videos: its canonical text with ``:`` written ``_`` (other odd bytes ``~XX``).
+
+    ``IV-IV`` -> ``IV-IV``; ``VV-VV@66.7%`` -> ``VV-VV@66.7%``; ``IV-IV:nf`` -> ``IV-IV_nf``. One-to-one, because
+    canonical program text never contains ``_`` or ``~``.
+    """
+    text = str(parse(program) if isinstance(program, str) else program)
+    out = []
+    for char in text:
+        if char in _PROGRAM_DIR_SAFE:
+            out.append(char)
+        elif char == ":":
+            out.append("_")
+        else:
+            out.extend(f"~{byte:02x}" for byte in char.encode("utf-8"))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video of a batch: a prompt item through one program with one seed."""
+
+    item: PromptItem
+    program: Program
+    seed_index: int
+    seed: int
+    group: int  # index of (item, seed index) in the plan; a shard holds whole groups
+    folder: str  # program_dir(program)
+
+    @property
+    def name(self) -> str:
+        """``<id>-<k>``: the file stem of the video inside its program folder."""
+        return f"{self.item.stem}-{self.seed_index}"
+
+    @property
+    def key(self) -> str:
+        """``<program folder>/<id>-<k>``: the video's identity in the index."""
+        return f"{self.folder}/{self.name}"
+
+
+def plan_jobs(
+    items: Sequence[PromptItem],
+    programs: Sequence[Program | str],
+    *,
+    seeds: int = 1,
+    seed: int = 0,
+    seed_mode: str = "item",
+) -> list[Job]:
+    """Every (item, seed index, program) in that order: the programs of one (item, seed) are neighbours."""
+    programs = [parse(p) if isinstance(p, str) else p for p in programs]
+    if not programs:
+        raise ValueError("--programs: give at least one program")
+    folders: dict[str, Program] = {}
+    for program in programs:
+        folder = program_dir(program)
+        if folder in folders:
+            raise ValueError(f"--programs: '{program}' is listed twice" + (f" (as '{folders[folder]}')" if str(folders[folder]) != str(program) else ""))
+        folders[folder] = program
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"--seeds must be an integer >= 1 (videos per item and program), got {seeds!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {seed!r}")
+    if seed_mode not in SEED_MODES:
+        raise ValueError(f"--seed-mode must be one of {', '.join(SEED_MODES)}, got {seed_mode!r}")
+    jobs = []
+    for item_index, item in enumerate(items):
+        for k in range(seeds):
+            s = derive_seed(seed, item.id, k, seed_mode)
+            group = item_index * seeds + k
+            jobs.extend(Job(item, program, k, s, group, folder) for folder, program in folders.items())
+    return jobs
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among the processes of a run, and where that was read from."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    source: str = "single process"  # "accelerate", "environment", "given", "single process"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def shard_jobs(jobs: Sequence[Job], rank: int, world_size: int) -> list[Job]:
+    """The jobs of process ``rank`` of ``world_size``: whole (item, seed) groups, group g to process g % world_size."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"shard {rank}/{world_size}: need 0 <= rank < world size")
+    return [job for job in jobs if job.group % world_size == rank]
+
+
+def detect_shard(shard: tuple[int, int] | Shard | None = None) -> Shard:
+    """Rank and world size: ``shard`` if given, else accelerate's ``PartialState`` when launched by accelerate or
+    torchrun, else the ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` environment, else a single process."""
+    if isinstance(shard, Shard):
+        return shard
+    if shard is not None:
+        rank, world = shard
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"--shard {rank}/{world}: need 0 <= I < N (processes are numbered from 0)")
+        return Shard(rank, world, 0, "given")
+    env = os.environ
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+        rank = int(env.get("RANK", "0"))
+        local = int(env.get("LOCAL_RANK", env.get("LOCAL_PROCESS_RANK", "0")))
+    except ValueError as exc:
+        raise ValueError(f"bad RANK / WORLD_SIZE / LOCAL_RANK in the environment: {exc}") from None
+    if world > 1 and env.get("MASTER_ADDR"):
+        try:
+            from accelerate import PartialState
+
+            state = PartialState()
+            return Shard(state.process_index, state.num_processes, state.local_process_index, "accelerate")
+        except ImportError:
+            pass
+    if world > 1:
+        if not 0 <= rank < world:
+            raise ValueError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world})")
+        return Shard(rank, world, local, "environment")
+    return Shard()
+
+
+def _barrier(shard: Shard) -> None:
+    if shard.source == "accelerate":
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+# -- the index -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+
+
+class Index:
+    """``DIR/index.jsonl``: one JSON object per finished video, appended by any number of processes.
+
+    Each record has at least ``key`` (``<program folder>/<id>-<k>``) and ``file`` (the video, relative to
+    ``DIR``). A key appears more than once only when its file was deleted and generated again; readers keep
+    the last record.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._offset = 0  # where follow() continues
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Append one record as one line: a single write under an exclusive lock on an O_APPEND descriptor."""
+        data = (json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str) + "\n").encode("ascii")
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            with _locked(fd):
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: close it first
+                    data = b"\n" + data
+                written = os.write(fd, data)
+                while written < len(data):  # a short write: finish it while still holding the lock
+                    written += os.write(fd, data[written:])
+        finally:
+            os.close(fd)
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """The last record of every key. Malformed lines and an unfinished last line are skipped (and logged)."""
+        records, _ = self._parse(0)
+        return records
+
+    def follow(self) -> list[dict[str, Any]]:
+        """Records appended since the previous call (the first call returns all of them)."""
+        records, self._offset = self._parse(self._offset, keep_all=True)
+        return records  # type: ignore[return-value]
+
+    def _parse(self, offset: int, keep_all: bool = False):
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return ([] if keep_all else {}), offset
+        end = data.rfind(b"\n") + 1  # only complete lines
+        out_list: list[dict[str, Any]] = []
+        out: dict[str, dict[str, Any]] = {}
+        bad = 0
+        for raw in data[:end].split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                key = record["key"]
+            except (ValueError, KeyError, TypeError):
+                bad += 1
+                continue
+            if keep_all:
+                out_list.append(record)
+            else:
+                out[key] = record
+        if bad:
+            log.warning("%s: skipped %d malformed line(s)", self.path, bad)
+        return (out_list if keep_all else out), offset + end
+
+
+def read_index(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The finished videos of a batch folder: key -> index record (the last one of each key)."""
+    return Index(Path(out_dir) / INDEX_FILE).read()
+
+
+# -- run.json ------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def run_config(
+    *,
+    backbone: str,
+    backbone_options: Mapping[str, Any],
+    generate: Mapping[str, Any],
+    seed: int,
+    seed_mode: str,
+    format: str,
+) -> dict[str, Any]:
+    """What decides the content of a batch video, as plain JSON (compared on every run)."""
+    settings = {}
+    for key in GENERATE_KEYS:
+        value = generate.get(key)
+        if key == "zigzag" and value is not None and hasattr(value, "as_dict"):
+            value = value.as_dict()
+        settings[key] = value
+    return _jsonable(
+        {
+            "backbone": backbone,
+            "backbone_options": {k: v for k, v in backbone_options.items() if k not in NEUTRAL_OPTIONS},
+            "generate": settings,
+            "seed": seed,
+            "seed_mode": seed_mode,
+            "format": format,
+        }
+    )
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in sorted(set(old) | set(new)):
+            where = f"{prefix}.{key}" if prefix else key
+            if key not in old:
+                lines.append(f"  {where}: not set before, now {json.dumps(new[key])}")
+            elif key not in new:
+                lines.append(f"  {where}: was {json.dumps(old[key])}, now not set")
+            else:
+                lines.extend(_differences(old[key], new[key], where))
+        return lines
+    if old != new:
+        return [f"  {prefix}: was {json.dumps(old)}, now {json.dumps(new)}"]
+    return []
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _open_run(out_dir: Path, config: dict[str, Any], *, command: str | None) -> dict[str, Any]:
+    """Create ``run.json`` if absent (the first of several racing processes wins) or check it against ``config``."""
+    from .io import package_versions
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_path = out_dir / RUN_FILE
+    if not run_path.exists():
+        if (out_dir / INDEX_FILE).exists():
+            raise ConfigMismatch(
+                f"{out_dir} has an {INDEX_FILE} but no {RUN_FILE}, so its configuration is unknown; "
+                "choose another --out, or pass --new-run to move the old files aside"
+            )
+        record = {
+            "ivmixed_batch": RUN_FILE_VERSION,
+            "fingerprint": fingerprint(config),
+            "config": config,
+            "created": _utc_now(),
+            "command": command,
+            "versions": package_versions(),
+        }
+        tmp = out_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        try:
+            os.link(tmp, run_path)  # atomic create-if-absent: exactly one racing process succeeds
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not run_path.exists():
+                os.replace(tmp, run_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        stored = json.loads(run_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigMismatch(f"{run_path} cannot be read ({exc}); pass --new-run to move the old run aside") from None
+    if stored.get("ivmixed_batch") != RUN_FILE_VERSION:
+        raise ConfigMismatch(f"{run_path} was written by another ivmixed batch format ({stored.get('ivmixed_batch')!r}); use another --out")
+    if stored.get("config") != config:
+        diff = "\n".join(_differences(stored.get("config"), config))
+        raise ConfigMismatch(
+            f"{out_dir} holds a batch run with another configuration:\n{diff}\n"
+            f"Run again with the same options to resume it, choose another --out, or pass --new-run to move the old "
+            f"run aside into {out_dir}/replaced-<time>/ and start a new one."
+        )
+    return stored
+
+
+def _move_old_run(out_dir: Path, folders: Iterable[str]) -> Path | None:
+    """Move the files of the run in ``out_dir`` (run.json last) into ``out_dir/replaced-<time>/``."""
+    run_path = out_dir / RUN_FILE
+    index = Index(out_dir / INDEX_FILE)
+    names = {PARTIAL_DIR, INDEX_FILE, *folders}
+    names.update(record.get("file", "").split("/")[0] for record in index.read().values())
+    present = sorted(n for n in names if n and (out_dir / n).exists())
+    if not present and not run_path.exists():
+        return None
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    target = out_dir / f"replaced-{stamp}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = out_dir / f"replaced-{stamp}-{suffix}"
+    target.mkdir()
+    for name in present:
+        os.replace(out_dir / name, target / name)
+    if run_path.exists():
+        os.replace(run_path, target / RUN_FILE)
+    return target
+
+
+# -- running -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What one process did: counts over the plan and over its share, failures, and time."""
+
+    out_dir: Path
+    shard: Shard
+    planned: int  # videos in the whole plan
+    assigned: int  # videos in this process's share
+    skipped: int = 0  # already finished when the run started
+    generated: int = 0
+    adopted: int = 0  # complete on disk but not yet in the index: indexed without generating again
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.stopped_early
+
+    @property
+    def videos_per_second(self) -> float:
+        busy = self.seconds - self.load_seconds
+        return self.generated / busy if busy > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "rank": self.shard.rank,
+            "world_size": self.shard.world_size,
+            "planned": self.planned,
+            "assigned": self.assigned,
+            "skipped": self.skipped,
+            "generated": self.generated,
+            "adopted": self.adopted,
+            "failed": [{"key": k, "error": e} for k, e in self.failed],
+            "seconds": round(self.seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
+            "videos_per_second": round(self.videos_per_second, 3),
+            "ok": self.ok,
+        }
+
+
+def _as_items(prompts, prompt_column, id_column) -> list[PromptItem]:
+    if isinstance(prompts, (str, os.PathLike)):
+        return read_prompts(prompts, prompt_column=prompt_column, id_column=id_column)
+    return items_from_prompts(list(prompts))
+
+
+def _status(out_dir: Path, jobs: Sequence[Job]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The finished records of the plan's keys, and prompt conflicts (an id whose prompt changed) as messages."""
+    records = Index(out_dir / INDEX_FILE).read()
+    conflicts = []
+    seen_items = set()
+    for job in jobs:
+        record = records.get(job.key)
+        if record is None or job.item.id in seen_items:
+            continue
+        if record.get("prompt_sha") not in (None, job.item.prompt_sha):
+            seen_items.add(job.item.id)
+            conflicts.append(f"  id '{job.item.id}' ({job.item.source}:{job.item.line}): its videos were made from another prompt")
+    return records, conflicts
+
+
+def batch_status(
+    prompts: str | os.PathLike | Sequence[str] | Sequence[PromptItem],
+    out: str | os.PathLike,
+    *,
+    programs: Sequence[Program | str],
+    seeds: int = 1,
+    seed: int = 0,
+    seed_mode: str = "item",
+    format: str = "mp4",
+    world_size: int = 1,
+    prompt_column: str | None = None,
+    id_column: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """How far a batch is, without loading anything: planned, finished, to do, and to do per process."""
+    items = _as_items(prompts, prompt_column, id_column)[:limit]
+    jobs = plan_jobs(items, programs, seeds=seeds, seed=seed, seed_mode=seed_mode)
+    out_dir = Path(out)
+    records, conflicts = _status(out_dir, jobs)
+    done = {job.key for job in jobs if job.key in records and (out_dir / records[job.key].get("file", "")).is_file()}
+    todo = [job for job in jobs if job.key not in done]
+    return {
+        "out_dir": str(out_dir),
+        "items": len(items),
+        "programs": [str(p) for p in dict.fromkeys(j.program for j in jobs)],
+        "seeds": seeds,
+        "planned": len(jobs),
+        "finished": len(done),
+        "to_do": len(todo),
+        "to_do_per_process": [sum(1 for j in todo if j.group % world_size == r) for r in range(world_size)],
+        "prompt_conflicts": conflicts,
+    }
+
+
+def run_batch(
+    prompts: str | os.PathLike | Sequence[str] | Sequence[PromptItem],
+    out: str | os.PathLike,
+    *,
+    programs: Sequence[Program | str],
+    backbone: Any = "toy",
+    backbone_options: Mapping[str, Any] | None = None,
+    seeds: int = 1,
+    seed: int = 0,
+    seed_mode: str = "item",
+    format: str = "mp4",
+    new_run: bool = False,
+    shard: tuple[int, int] | Shard | None = None,
+    limit: int | None = None,
+    prompt_column: str | None = None,
+    id_column: str | None = None,
+    progress: bool = True,
+    max_consecutive_failures: int = 10,
+    command: str | None = None,
+    **generate: Any,
+) -> BatchResult:
+    """Generate every (item, program, seed) video of ``prompts`` into ``out`` that is not finished yet.
+
+    Args:
+        prompts: a prompt file (.txt, .csv, .tsv, .jsonl; see :mod:`ivmixed.prompts`), a list of prompt strings
+            (ids ``00001`` …) or a list of :class:`~ivmixed.prompts.PromptItem`.
+        out: the batch folder (created if needed; see the module docstring for its layout).
+        programs: program texts or :class:`~ivmixed.program.Program` values; every item runs all of them.
+        backbone: a registered backbone name (loaded once, after every check) or a loaded
+            :class:`~ivmixed.backbones.base.Backbone` (notebooks).
+        backbone_options: options for loading ``backbone`` by name (``model=``, ``dtype=`` …).
+        seeds: videos per (item, program), K; seed index k = 0..K−1.
+        seed, seed_mode: the seed rule, see :func:`derive_seed`.
+        format: ``mp4``, ``gif`` or ``npy`` (float frames, exact).
+        new_run: move an existing run with another configuration aside instead of refusing.
+        shard: ``(rank, world_size)`` to override the detected process placement (see :func:`detect_shard`).
+        limit: only the first ``limit`` prompt items.
+        prompt_column, id_column: columns of a CSV/TSV/JSONL prompt file.
+        progress: one tqdm bar over the whole plan (shown by process 0; it counts the other processes' videos too).
+        max_consecutive_failures: stop this process after that many failed videos in a row (a full disk …).
+        command: the command line, recorded in run.json.
+        **generate: sampling settings for :meth:`Backbone.generate`: ``steps``, ``frames``, ``height``, ``width``,
+            ``guidance``, ``zigzag``, ``negative_prompt``, ``preset``.
+
+    Returns:
+        a :class:`BatchResult` for this process. Failed videos are listed there and stay unfinished.
+
+    Raises:
+        PromptFileError, ValueError, ConfigMismatch: before anything loads.
+    """
+    started = time.perf_counter()
+    unknown = sorted(set(generate) - set(GENERATE_KEYS))
+    if unknown:
+        raise TypeError(f"run_batch() got unexpected keyword argument(s) {', '.join(unknown)}; sampling settings are {', '.join(GENERATE_KEYS)}")
+    if format not in BATCH_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(BATCH_FORMATS)}, got {format!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    items = _as_items(prompts, prompt_column, id_column)[:limit]
+    jobs = plan_jobs(items, programs, seeds=seeds, seed=seed, seed_mode=seed_mode)
+    for program in dict.fromkeys(job.program for job in jobs):
+        if generate.get("steps") is not None:
+            program.validate(generate["steps"])
+
+    if isinstance(backbone, str):
+        backbone_name, options, loaded = backbone, dict(backbone_options or {}), None
+    else:
+        if backbone_options:
+            raise ValueError("backbone_options are for loading a backbone by name; this backbone is already loaded")
+        backbone_name, options, loaded = backbone.name, {k: v for k, v in backbone.describe().items() if k != "backbone"}, backbone
+    config = run_config(backbone=backbone_name, backbone_options=options, generate=generate, seed=seed, seed_mode=seed_mode, format=format)
+
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a folder")
+    place = detect_shard(shard)
+    if new_run:
+        if place.world_size > 1 and place.source != "accelerate":
+            raise ValueError("--new-run needs one process (or a launch through accelerate/torchrun); run it once with one process first")
+        if place.is_main and (out_dir / RUN_FILE).exists():
+            stored = json.loads((out_dir / RUN_FILE).read_text())
+            if stored.get("config") != config:
+                moved = _move_old_run(out_dir, {job.folder for job in jobs})
+                if moved is not None:
+                    log.warning("moved the previous run aside into %s", moved)
+        _barrier(place)
+    _open_run(out_dir, config, command=command)
+    records, conflicts = _status(out_dir, jobs)
+    if conflicts:
+        raise ConfigMismatch(
+            f"{out_dir} already has videos for these ids, made from other prompt text:\n" + "\n".join(conflicts[:10])
+            + (f"\n  … and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
+            + "\nGive those items new ids, choose another --out, or pass --new-run."
+        )
+
+    mine = shard_jobs(jobs, place.rank, place.world_size)
+    result = BatchResult(out_dir=out_dir, shard=place, planned=len(jobs), assigned=len(mine))
+    index = Index(out_dir / INDEX_FILE)
+    _clean_staging(out_dir, mine, jobs if place.is_main else None)
+
+    todo: list[Job] = []
+    missing = 0
+    for job in mine:
+        record = records.get(job.key)
+        if record is not None and (out_dir / record.get("file", "")).is_file():
+            result.skipped += 1
+            continue
+        missing += record is not None
+        todo.append(job)
+    if missing:
+        log.warning("%d indexed video(s) of this share are missing on disk; generating them again", missing)
+    finished_keys = {job.key for job in jobs if job.key in records}
+    plan_keys = {job.key for job in jobs}
+    log.info(
+        "batch %s: process %d of %d (%s): %d of %d videos in its share, %d finished, %d to do",
+        out_dir, place.rank, place.world_size, place.source, len(mine), len(jobs), result.skipped, len(todo),
+    )
+
+    bar = None
+    if progress and place.is_main:
+        from tqdm.auto import tqdm
+
+        index.follow()  # start following from the current end
+        bar = tqdm(total=len(jobs), initial=len(finished_keys & plan_keys), unit="video", desc="batch", dynamic_ncols=True)
+    try:
+        if todo:
+            model = loaded
+            if model is None:
+                from .registry import load_backbone
+
+                load_started = time.perf_counter()
+                model = load_backbone(backbone_name, **options)
+                result.load_seconds = time.perf_counter() - load_started
+            _run_jobs(model, todo, out_dir, index, generate, config, place, result, bar, finished_keys, plan_keys, max_consecutive_failures)
+    finally:
+        if bar is not None:
+            bar.close()
+        _remove_empty_staging(out_dir)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_jobs(model, todo, out_dir, index, generate, config, place, result, bar, finished_keys, plan_keys, max_failures) -> None:
+    from .io import write_manifest, write_video
+
+    run_id = fingerprint(config)
+    in_a_row = 0
+    for job in todo:
+        video_path = out_dir / job.folder / f"{job.name}.{config['format']}"
+        manifest_file = video_path.with_name(video_path.name + ".json")
+        stage = out_dir / PARTIAL_DIR / job.folder / job.name
+        batch_record = {
+            "key": job.key,
+            "run": run_id,
+            "item_id": job.item.id,
+            "prompt_source": f"{job.item.source}:{job.item.line}",
+            "prompt_sha": job.item.prompt_sha,
+            "seed_index": job.seed_index,
+        }
+        index_record = {
+            "key": job.key,
+            "file": f"{job.folder}/{video_path.name}",
+            "item": job.item.id,
+            "program": str(job.program),
+            "seed_index": job.seed_index,
+            "seed": job.seed,
+            "prompt_sha": job.item.prompt_sha,
+            "rank": place.rank,
+        }
+        try:
+            if _adoptable(video_path, manifest_file, batch_record):
+                index.append({**index_record, "adopted": True, "finished": _utc_now()})
+                result.adopted += 1
+            else:
+                t0 = time.perf_counter()
+                video = model.generate(job.item.prompt, program=job.program, seed=job.seed, progress=False, **generate)
+                _make_dir(stage)
+                staged = stage / video_path.name
+                write_video(video.frames[0], staged, fps=video.fps)
+                record = video.with_extra(batch=batch_record).manifest()
+                record["output"] = index_record["file"]
+                write_manifest(record, staged)
+                video_path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, video_path)  # the video first, then its manifest: a manifest means a whole video
+                os.replace(staged.with_name(staged.name + ".json"), manifest_file)
+                index.append({**index_record, "seconds": round(time.perf_counter() - t0, 4), "finished": _utc_now()})
+                result.generated += 1
+            in_a_row = 0
+        except Exception as exc:  # one failed video must not end a benchmark run; it stays unfinished
+            in_a_row += 1
+            message = f"{type(exc).__name__}: {exc}"
+            result.failed.append((job.key, message))
+            log.error("%s failed (%s); it stays unfinished and is retried on the next run", job.key, message)
+            if max_failures and in_a_row >= max_failures:
+                result.stopped_early = True
+                log.error("stopping after %d failures in a row", in_a_row)
+                break
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        if bar is not None:
+            new = {r.get("key") for r in index.follow()} & plan_keys
+            fresh = new - finished_keys
+            finished_keys |= fresh
+            if fresh:
+                bar.update(len(fresh))
+
+
+def _adoptable(video_path: Path, manifest_file: Path, batch_record: Mapping[str, Any]) -> bool:
+    """A video and manifest in place whose index line was never written (the process died in between)."""
+    if not (video_path.is_file() and manifest_file.is_file()):
+        return False
+    try:
+        stored = json.loads(manifest_file.read_text()).get("batch", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return all(stored.get(k) == batch_record[k] for k in ("key", "run", "prompt_sha", "seed_index"))
+
+
+def _make_dir(path: Path) -> None:
+    for attempt in range(5):  # another process may remove an empty parent between the two mkdirs
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            return
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+
+
+def _clean_staging(out_dir: Path, mine: Sequence[Job], plan: Sequence[Job] | None) -> None:
+    """Remove staging folders left by a killed process: those of this share (and, on process 0, of no plan job)."""
+    partial = out_dir / PARTIAL_DIR
+    if not partial.is_dir():
+        return
+    own = {(job.folder, job.name) for job in mine}
+    planned = {(job.folder, job.name) for job in plan} if plan is not None else None
+    removed = 0
+    for folder in list(partial.iterdir()):
+        if not folder.is_dir():
+            continue
+        for stage in list(folder.iterdir()):
+            pair = (folder.name, stage.name)
+            if pair in own or (planned is not None and pair not in planned):
+                shutil.rmtree(stage, ignore_errors=True)
+                removed += 1
+    if removed:
+        log.info("removed %d unfinished video(s) left by an interrupted run", removed)
+
+
+def _remove_empty_staging(out_dir: Path) -> None:
+    partial = out_dir / PARTIAL_DIR
+    if not partial.is_dir():
+        return
+    for folder in list(partial.iterdir()):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        partial.rmdir()
