@@ -14,7 +14,7 @@ from importlib import import_module
 
 from . import __version__
 
-COMMANDS = ("explain", "generate", "list")
+COMMANDS = ("generate", "explain", "list", "sweep", "batch", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
