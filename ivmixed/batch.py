@@ -22,20 +22,23 @@ independent noise for every item, stable when the prompt file is reordered or ex
     index.jsonl                    one JSON line per finished video, append-only
     <program>/<id>-<k>.<fmt>       the video (program folder: the canonical program text, ':' written '_')
     <program>/<id>-<k>.<fmt>.json  its manifest (program, seed, settings, cost, timings, metrics, batch key)
-    .partial/<program>/<id>-<k>/   staging of a video being written; gone when the video is finished
+    .partial/<host>-<pid>-<rand>/  a running process's staging folder (locked while the process lives)
 
-**Crash safety.** A video and its manifest are written in the staging folder, renamed into place (video
-first, manifest second), and only then is the index line appended. So a video listed in the index is
-complete; a killed process leaves at most a staging folder, which the next run removes (each process
-removes the staging folders of its own share). A re-run skips every video listed in the index whose file
-exists, adopts a finished video whose manifest is in place but whose index line was not written yet, and
-generates the rest. A write failure leaves the video unlisted (it is retried on the next run).
+**Crash safety.** A video and its manifest are written in the process's staging folder, renamed into place
+(video first, manifest second), and only then is the index line appended. So a video listed in the index is
+complete. Each process holds a ``lockf`` lock on its staging folder; the kernel releases it when the process
+dies, however it dies, so the next run removes exactly the staging folders of dead processes. A re-run skips
+every video listed in the index whose file exists, adopts a finished video whose manifest is in place but
+whose index line was never written, and generates the rest. A failure while generating or writing one video
+leaves it unlisted (it is retried on the next run).
 
 **The index under several processes.** Every line is written by one ``os.write`` on a file descriptor
 opened with ``O_APPEND`` while holding an exclusive ``fcntl.lockf`` lock on the index (POSIX record locks
-also work on NFS). Lines are short (well under 4 KiB: the prompt text is in the manifest, not the index),
-so even where locks are unavailable (no ``fcntl``) the appends of a local file system do not interleave. A
-torn last line (power loss) is ignored by readers and closed with a newline by the next writer.
+also work on NFS). Under the lock the writer first reads what others appended and skips its line if the key
+is listed already, so every key is listed once even when two runs share a folder by mistake. Lines are short
+(well under 4 KiB: the prompt text is in the manifest, not the index), so even without the lock the appends
+of a local file system would not interleave. A torn last line (power loss) is ignored by readers and closed
+with a newline by the next writer.
 
 **Sharding.** The videos of one (item, seed index) form a *group*; group g belongs to process
 ``g % world_size``. Every process computes the same plan from the same prompt file, so the shares are
@@ -183,7 +186,7 @@ def plan_jobs(
     for program in programs:
         folder = program_dir(program)
         if folder in folders:
-            raise ValueError(f"--programs: '{program}' is listed twice" + (f" (as '{folders[folder]}')" if str(folders[folder]) != str(program) else ""))
+            raise ValueError(f"--programs: '{program}' is listed twice")
         folders[folder] = program
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"--seeds must be an integer >= 1 (videos per item and program), got {seeds!r}")
@@ -240,10 +243,14 @@ def detect_shard(shard: tuple[int, int] | Shard | None = None) -> Shard:
         raise ValueError(f"bad RANK / WORLD_SIZE / LOCAL_RANK in the environment: {exc}") from None
     if world > 1 and env.get("MASTER_ADDR"):
         try:
+            import torch
             from accelerate import PartialState
 
-            state = PartialState()
-            return Shard(state.process_index, state.num_processes, state.local_process_index, "accelerate")
+            # on a machine without CUDA, PartialState() alone would see one process; cpu=True gives the gloo group
+            state = PartialState(cpu=not torch.cuda.is_available())
+            if state.num_processes == world:
+                return Shard(state.process_index, state.num_processes, state.local_process_index, "accelerate")
+            log.warning("accelerate sees %d process(es) but WORLD_SIZE is %d; using the environment", state.num_processes, world)
         except ImportError:
             pass
     if world > 1:
@@ -257,7 +264,7 @@ def _barrier(shard: Shard) -> None:
     if shard.source == "accelerate":
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+        PartialState().wait_for_everyone()  # the state made by detect_shard (PartialState is shared)
 
 
 # -- the index -----------------------------------------------------------------------------------------
@@ -275,70 +282,94 @@ def _locked(fd: int) -> Iterator[None]:
         fcntl.lockf(fd, fcntl.LOCK_UN)
 
 
+def _pread(fd: int, length: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, length, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows; appends still go to the end (O_APPEND)
+    return os.read(fd, length)
+
+
 class Index:
     """``DIR/index.jsonl``: one JSON object per finished video, appended by any number of processes.
 
     Each record has at least ``key`` (``<program folder>/<id>-<k>``) and ``file`` (the video, relative to
-    ``DIR``). A key appears more than once only when its file was deleted and generated again; readers keep
-    the last record.
+    ``DIR``). :meth:`append_once` reads what other processes appended and writes the line only if its key is not
+    listed yet, all under the lock, so every key is listed once even when two runs work on the same folder.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._offset = 0  # where follow() continues
+        self.records: dict[str, dict[str, Any]] = {}  # key -> last record seen
+        self._offset = 0  # bytes of complete lines consumed so far
+        self._bad = 0
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record as one line: a single write under an exclusive lock on an O_APPEND descriptor."""
-        data = (json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str) + "\n").encode("ascii")
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    @property
+    def keys(self) -> set[str]:
+        return set(self.records)
+
+    def refresh(self) -> list[dict[str, Any]]:
+        """Read the lines appended since the last call; returns the new records."""
         try:
-            with _locked(fd):
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: close it first
-                    data = b"\n" + data
-                written = os.write(fd, data)
-                while written < len(data):  # a short write: finish it while still holding the lock
-                    written += os.write(fd, data[written:])
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return []
+        try:
+            return self._consume(fd)
         finally:
             os.close(fd)
 
     def read(self) -> dict[str, dict[str, Any]]:
-        """The last record of every key. Malformed lines and an unfinished last line are skipped (and logged)."""
-        records, _ = self._parse(0)
-        return records
+        """Every key with its last record (malformed lines and an unfinished last line are skipped, and logged)."""
+        self.refresh()
+        return dict(self.records)
 
-    def follow(self) -> list[dict[str, Any]]:
-        """Records appended since the previous call (the first call returns all of them)."""
-        records, self._offset = self._parse(self._offset, keep_all=True)
-        return records  # type: ignore[return-value]
+    def append_once(self, record: Mapping[str, Any]) -> bool:
+        """Append ``record`` as one line unless its key is listed already; True when written.
 
-    def _parse(self, offset: int, keep_all: bool = False):
+        One ``os.write`` on an ``O_APPEND`` descriptor while holding an exclusive ``lockf`` lock; a torn last line
+        (left by a crash mid-write) is closed with a newline first.
+        """
+        data = (json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str) + "\n").encode("ascii")
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            with open(self.path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return ([] if keep_all else {}), offset
-        end = data.rfind(b"\n") + 1  # only complete lines
-        out_list: list[dict[str, Any]] = []
-        out: dict[str, dict[str, Any]] = {}
-        bad = 0
+            with _locked(fd):
+                self._consume(fd)
+                if record["key"] in self.records:
+                    return False
+                size = os.fstat(fd).st_size
+                if size and _pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data
+                written = os.write(fd, data)
+                while written < len(data):  # a short write: finish it while still holding the lock
+                    written += os.write(fd, data[written:])
+                self._consume(fd)
+                return True
+        finally:
+            os.close(fd)
+
+    def _consume(self, fd: int) -> list[dict[str, Any]]:
+        size = os.fstat(fd).st_size
+        if size <= self._offset:
+            return []
+        data = _pread(fd, size - self._offset, self._offset)
+        end = data.rfind(b"\n") + 1  # complete lines only: a line being written (or torn) waits
+        new = []
         for raw in data[:end].split(b"\n"):
             if not raw.strip():
                 continue
             try:
                 record = json.loads(raw)
                 key = record["key"]
+                if not isinstance(key, str):
+                    raise TypeError
             except (ValueError, KeyError, TypeError):
-                bad += 1
+                self._bad += 1
+                log.warning("%s: skipped a malformed line: %r", self.path, raw[:80])
                 continue
-            if keep_all:
-                out_list.append(record)
-            else:
-                out[key] = record
-        if bad:
-            log.warning("%s: skipped %d malformed line(s)", self.path, bad)
-        return (out_list if keep_all else out), offset + end
+            self.records[key] = record
+            new.append(record)
+        self._offset += end
+        return new
 
 
 def read_index(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -528,19 +559,17 @@ def _as_items(prompts, prompt_column, id_column) -> list[PromptItem]:
     return items_from_prompts(list(prompts))
 
 
-def _status(out_dir: Path, jobs: Sequence[Job]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The finished records of the plan's keys, and prompt conflicts (an id whose prompt changed) as messages."""
-    records = Index(out_dir / INDEX_FILE).read()
-    conflicts = []
-    seen_items = set()
+def _conflicts(index: Index, jobs: Sequence[Job]) -> list[str]:
+    """Ids whose finished videos were made from another prompt text, as message lines."""
+    conflicts, seen = [], set()
     for job in jobs:
-        record = records.get(job.key)
-        if record is None or job.item.id in seen_items:
+        record = index.records.get(job.key)
+        if record is None or job.item.id in seen:
             continue
         if record.get("prompt_sha") not in (None, job.item.prompt_sha):
-            seen_items.add(job.item.id)
+            seen.add(job.item.id)
             conflicts.append(f"  id '{job.item.id}' ({job.item.source}:{job.item.line}): its videos were made from another prompt")
-    return records, conflicts
+    return conflicts
 
 
 def batch_status(
@@ -561,8 +590,9 @@ def batch_status(
     items = _as_items(prompts, prompt_column, id_column)[:limit]
     jobs = plan_jobs(items, programs, seeds=seeds, seed=seed, seed_mode=seed_mode)
     out_dir = Path(out)
-    records, conflicts = _status(out_dir, jobs)
-    done = {job.key for job in jobs if job.key in records and (out_dir / records[job.key].get("file", "")).is_file()}
+    index = Index(out_dir / INDEX_FILE)
+    index.refresh()
+    done = {job.key for job in jobs if _finished(out_dir, index, job)}
     todo = [job for job in jobs if job.key not in done]
     return {
         "out_dir": str(out_dir),
@@ -573,8 +603,13 @@ def batch_status(
         "finished": len(done),
         "to_do": len(todo),
         "to_do_per_process": [sum(1 for j in todo if j.group % world_size == r) for r in range(world_size)],
-        "prompt_conflicts": conflicts,
+        "prompt_conflicts": _conflicts(index, jobs),
     }
+
+
+def _finished(out_dir: Path, index: Index, job: Job) -> bool:
+    record = index.records.get(job.key)
+    return record is not None and (out_dir / record.get("file", "")).is_file()
 
 
 def run_batch(
@@ -637,8 +672,8 @@ def run_batch(
         raise ValueError(f"--limit must be >= 1, got {limit}")
     items = _as_items(prompts, prompt_column, id_column)[:limit]
     jobs = plan_jobs(items, programs, seeds=seeds, seed=seed, seed_mode=seed_mode)
-    for program in dict.fromkeys(job.program for job in jobs):
-        if generate.get("steps") is not None:
+    if generate.get("steps") is not None:
+        for program in dict.fromkeys(job.program for job in jobs):
             program.validate(generate["steps"])
 
     if isinstance(backbone, str):
@@ -657,14 +692,18 @@ def run_batch(
         if place.world_size > 1 and place.source != "accelerate":
             raise ValueError("--new-run needs one process (or a launch through accelerate/torchrun); run it once with one process first")
         if place.is_main and (out_dir / RUN_FILE).exists():
-            stored = json.loads((out_dir / RUN_FILE).read_text())
-            if stored.get("config") != config:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads((out_dir / RUN_FILE).read_text()).get("config") == config:
+                    new_run = False  # same configuration: nothing to replace, just resume
+            if new_run:
                 moved = _move_old_run(out_dir, {job.folder for job in jobs})
                 if moved is not None:
                     log.warning("moved the previous run aside into %s", moved)
         _barrier(place)
     _open_run(out_dir, config, command=command)
-    records, conflicts = _status(out_dir, jobs)
+    index = Index(out_dir / INDEX_FILE)
+    index.refresh()
+    conflicts = _conflicts(index, jobs)
     if conflicts:
         raise ConfigMismatch(
             f"{out_dir} already has videos for these ids, made from other prompt text:\n" + "\n".join(conflicts[:10])
@@ -674,33 +713,25 @@ def run_batch(
 
     mine = shard_jobs(jobs, place.rank, place.world_size)
     result = BatchResult(out_dir=out_dir, shard=place, planned=len(jobs), assigned=len(mine))
-    index = Index(out_dir / INDEX_FILE)
-    _clean_staging(out_dir, mine, jobs if place.is_main else None)
-
-    todo: list[Job] = []
-    missing = 0
-    for job in mine:
-        record = records.get(job.key)
-        if record is not None and (out_dir / record.get("file", "")).is_file():
-            result.skipped += 1
-            continue
-        missing += record is not None
-        todo.append(job)
+    todo = [job for job in mine if not _finished(out_dir, index, job)]
+    result.skipped = len(mine) - len(todo)
+    missing = sum(1 for job in todo if job.key in index.records)
     if missing:
         log.warning("%d indexed video(s) of this share are missing on disk; generating them again", missing)
-    finished_keys = {job.key for job in jobs if job.key in records}
-    plan_keys = {job.key for job in jobs}
     log.info(
-        "batch %s: process %d of %d (%s): %d of %d videos in its share, %d finished, %d to do",
+        "batch %s: process %d of %d (%s): %d of the plan's %d videos; %d finished, %d to do",
         out_dir, place.rank, place.world_size, place.source, len(mine), len(jobs), result.skipped, len(todo),
     )
+    removed = _remove_dead_staging(out_dir)
+    if removed:
+        log.info("removed the unfinished files of %d interrupted process(es)", removed)
 
+    plan_keys = {job.key for job in jobs}
     bar = None
     if progress and place.is_main:
         from tqdm.auto import tqdm
 
-        index.follow()  # start following from the current end
-        bar = tqdm(total=len(jobs), initial=len(finished_keys & plan_keys), unit="video", desc="batch", dynamic_ncols=True)
+        bar = tqdm(total=len(jobs), initial=len(index.keys & plan_keys), unit="video", desc="batch", dynamic_ncols=True)
     try:
         if todo:
             model = loaded
@@ -708,26 +739,50 @@ def run_batch(
                 from .registry import load_backbone
 
                 load_started = time.perf_counter()
-                model = load_backbone(backbone_name, **options)
+                model = load_backbone(backbone_name, **_device_for(place, backbone_name, options))
                 result.load_seconds = time.perf_counter() - load_started
-            _run_jobs(model, todo, out_dir, index, generate, config, place, result, bar, finished_keys, plan_keys, max_consecutive_failures)
+            with _Staging(out_dir) as staging:
+                _run_jobs(model, todo, out_dir, index, staging, generate, config, place, result, bar, plan_keys, max_consecutive_failures)
     finally:
         if bar is not None:
+            index.refresh()
+            bar.update(max(0, len(index.keys & plan_keys) - bar.n))
             bar.close()
-        _remove_empty_staging(out_dir)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _run_jobs(model, todo, out_dir, index, generate, config, place, result, bar, finished_keys, plan_keys, max_failures) -> None:
+def _device_for(place: Shard, backbone_name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """With several processes on a CUDA machine and no --device given: process i uses cuda:<local rank i>."""
+    options = dict(options)
+    if place.world_size == 1 or "device" in options:
+        return options
+    import inspect
+
+    import torch
+
+    from .registry import get_spec
+
+    if not torch.cuda.is_available():
+        return options
+    try:
+        accepted = inspect.signature(get_spec(backbone_name).resolve_factory()).parameters
+    except (TypeError, ValueError):
+        return options
+    if "device" in accepted or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        options["device"] = f"cuda:{place.local_rank % torch.cuda.device_count()}"
+    return options
+
+
+def _run_jobs(model, todo, out_dir, index, staging, generate, config, place, result, bar, plan_keys, max_failures) -> None:
     from .io import write_manifest, write_video
 
     run_id = fingerprint(config)
+    file_mode = _file_mode()
     in_a_row = 0
     for job in todo:
         video_path = out_dir / job.folder / f"{job.name}.{config['format']}"
         manifest_file = video_path.with_name(video_path.name + ".json")
-        stage = out_dir / PARTIAL_DIR / job.folder / job.name
         batch_record = {
             "key": job.key,
             "run": run_id,
@@ -748,21 +803,22 @@ def _run_jobs(model, todo, out_dir, index, generate, config, place, result, bar,
         }
         try:
             if _adoptable(video_path, manifest_file, batch_record):
-                index.append({**index_record, "adopted": True, "finished": _utc_now()})
+                index.append_once({**index_record, "adopted": True, "finished": _utc_now()})
                 result.adopted += 1
             else:
                 t0 = time.perf_counter()
                 video = model.generate(job.item.prompt, program=job.program, seed=job.seed, progress=False, **generate)
-                _make_dir(stage)
-                staged = stage / video_path.name
+                staged = staging.fresh() / video_path.name
                 write_video(video.frames[0], staged, fps=video.fps)
                 record = video.with_extra(batch=batch_record).manifest()
                 record["output"] = index_record["file"]
-                write_manifest(record, staged)
+                staged_manifest = write_manifest(record, staged)
+                for written in (staged, staged_manifest):
+                    os.chmod(written, file_mode)  # io.atomic_path's temporary files are 0600
                 video_path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, video_path)  # the video first, then its manifest: a manifest means a whole video
-                os.replace(staged.with_name(staged.name + ".json"), manifest_file)
-                index.append({**index_record, "seconds": round(time.perf_counter() - t0, 4), "finished": _utc_now()})
+                os.replace(staged_manifest, manifest_file)
+                index.append_once({**index_record, "seconds": round(time.perf_counter() - t0, 4), "finished": _utc_now()})
                 result.generated += 1
             in_a_row = 0
         except Exception as exc:  # one failed video must not end a benchmark run; it stays unfinished
@@ -774,14 +830,18 @@ def _run_jobs(model, todo, out_dir, index, generate, config, place, result, bar,
                 result.stopped_early = True
                 log.error("stopping after %d failures in a row", in_a_row)
                 break
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
         if bar is not None:
-            new = {r.get("key") for r in index.follow()} & plan_keys
-            fresh = new - finished_keys
-            finished_keys |= fresh
-            if fresh:
-                bar.update(len(fresh))
+            index.refresh()  # count the other processes' videos too
+            done = len(index.keys & plan_keys)
+            if done > bar.n:
+                bar.update(done - bar.n)
+
+
+def _file_mode() -> int:
+    """0666 less the umask: what a plain ``open(path, "w")`` would give the file."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _adoptable(video_path: Path, manifest_file: Path, batch_record: Mapping[str, Any]) -> bool:
@@ -795,43 +855,90 @@ def _adoptable(video_path: Path, manifest_file: Path, batch_record: Mapping[str,
     return all(stored.get(k) == batch_record[k] for k in ("key", "run", "prompt_sha", "seed_index"))
 
 
-def _make_dir(path: Path) -> None:
-    for attempt in range(5):  # another process may remove an empty parent between the two mkdirs
-        try:
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir(parents=True)
-            return
-        except FileNotFoundError:
-            if attempt == 4:
-                raise
+# -- staging -------------------------------------------------------------------------------------------
+
+_LOCK_NAME = "lock"
+_SETUP_PREFIX = ".new-"
+_SETUP_GRACE_S = 60.0  # a staging folder still being set up is left alone this long
 
 
-def _clean_staging(out_dir: Path, mine: Sequence[Job], plan: Sequence[Job] | None) -> None:
-    """Remove staging folders left by a killed process: those of this share (and, on process 0, of no plan job)."""
-    partial = out_dir / PARTIAL_DIR
-    if not partial.is_dir():
-        return
-    own = {(job.folder, job.name) for job in mine}
-    planned = {(job.folder, job.name) for job in plan} if plan is not None else None
-    removed = 0
-    for folder in list(partial.iterdir()):
-        if not folder.is_dir():
-            continue
-        for stage in list(folder.iterdir()):
-            pair = (folder.name, stage.name)
-            if pair in own or (planned is not None and pair not in planned):
-                shutil.rmtree(stage, ignore_errors=True)
-                removed += 1
-    if removed:
-        log.info("removed %d unfinished video(s) left by an interrupted run", removed)
+class _Staging:
+    """This process's staging folder ``DIR/.partial/<host>-<pid>-<random>/``, holding a lock while the process lives.
 
+    The lock (``lockf`` on ``lock`` inside) is released by the kernel when the process dies, however it dies, so
+    another process can tell a dead process's leftovers (lockable) from a live one's (locked).
+    """
 
-def _remove_empty_staging(out_dir: Path) -> None:
-    partial = out_dir / PARTIAL_DIR
-    if not partial.is_dir():
-        return
-    for folder in list(partial.iterdir()):
+    def __init__(self, out_dir: Path) -> None:
+        self.partial = out_dir / PARTIAL_DIR
+        self._fd: int | None = None
+        self.root: Path | None = None
+
+    def __enter__(self) -> "_Staging":
+        import socket
+        import tempfile
+
+        for attempt in range(5):  # another process may remove an empty .partial between our two calls
+            try:
+                self.partial.mkdir(parents=True, exist_ok=True)
+                setup = Path(tempfile.mkdtemp(prefix=_SETUP_PREFIX, dir=self.partial))
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+        self._fd = os.open(setup / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())[:40]
+        self.root = self.partial / f"{host}-{os.getpid()}-{setup.name[len(_SETUP_PREFIX):]}"
+        os.rename(setup, self.root)  # the lock stays with the open file
+        return self
+
+    def fresh(self) -> Path:
+        """An empty folder for the next video."""
+        job = self.root / "job"
+        shutil.rmtree(job, ignore_errors=True)
+        job.mkdir()
+        return job
+
+    def __exit__(self, *exc) -> None:
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if self._fd is not None:
+            os.close(self._fd)
         with contextlib.suppress(OSError):
-            folder.rmdir()
+            self.partial.rmdir()  # only when no other process stages anything
+
+
+def _remove_dead_staging(out_dir: Path) -> int:
+    """Remove the staging folders of processes that died (their lock is free); returns how many."""
+    partial = out_dir / PARTIAL_DIR
+    if not partial.is_dir() or fcntl is None:
+        return 0
+    removed = 0
+    for entry in list(partial.iterdir()):
+        if not entry.is_dir():
+            continue
+        if entry.name.startswith(_SETUP_PREFIX):
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat().st_mtime < _SETUP_GRACE_S:
+                    continue
+        try:
+            fd = os.open(entry / _LOCK_NAME, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while the owner lives
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        except OSError:
+            continue
+        finally:
+            if fd is not None:
+                os.close(fd)
     with contextlib.suppress(OSError):
         partial.rmdir()
+    return removed

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -100,8 +99,7 @@ def tile_with_labels(
     font = ImageFont.load_default()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     wrapped = [_wrap(label, tw - 4, probe, font) for label in labels]
-    top, bottom = probe.textbbox((0, 0), "Ag%|", font=font)[1::2]
-    line_height = bottom + 2
+    line_height = probe.textbbox((0, 0), "Ag%|", font=font)[3] + 2
     label_height = max(len(lines) for lines in wrapped) * line_height + 6
 
     total_w = n * tw + (n + 1) * gap

@@ -250,9 +250,12 @@ def save_modelscope(folder: Path, *, seed: int = 3) -> Path:
     return folder
 
 
-def save_unet_folder(folder: Path, *, seed: int = 4, in_channels: int = 4, safe: bool = True) -> Path:
+def save_unet_folder(
+    folder: Path, *, seed: int = 4, in_channels: int = 4, cross_attention_dim: int = TEXT_DIM, safe: bool = True
+) -> Path:
     """A bare UNet folder (``config.json`` + weights); ``safe=False`` writes pickled ``.bin`` weights."""
-    tiny_unet2d(in_channels=in_channels, seed=seed).save_pretrained(str(folder), safe_serialization=safe)
+    unet = tiny_unet2d(in_channels=in_channels, cross_attention_dim=cross_attention_dim, seed=seed)
+    unet.save_pretrained(str(folder), safe_serialization=safe)
     return Path(folder)
 
 
@@ -313,6 +316,7 @@ class TinyModels:
     image_unet_file: Path  # single .safetensors UNet
     image_unet_pickle: Path  # UNet folder with .bin weights only
     image_unet_8ch: Path  # UNet folder with 8 latent channels (incompatible)
+    image_unet_wide: Path  # UNet folder expecting 24-wide text embeddings (incompatible with AnimateDiff's 32)
     sd15_other_betas: Path  # SD folder with a different noise table (incompatible)
     lora: Path  # peft LoRA for the image UNet (diffusers keys)
     lora_kohya: Path  # the same LoRA with kohya keys
@@ -333,6 +337,7 @@ def build_all(root: Path) -> TinyModels:
         image_unet_file=save_unet_single_file(root / "image_unet.safetensors", seed=16),
         image_unet_pickle=save_unet_folder(root / "image_unet_pickle", seed=17, safe=False),
         image_unet_8ch=save_unet_folder(root / "image_unet_8ch", seed=18, in_channels=8),
+        image_unet_wide=save_unet_folder(root / "image_unet_wide", seed=21, cross_attention_dim=MS_TEXT_DIM),
         sd15_other_betas=save_sd15(root / "sd15_other_betas", seed=19, scheduler_overrides={"beta_end": 0.02}),
         lora=save_peft_lora(root / "loras" / "tiny_lora.safetensors", sd15, seed=20),
         lora_kohya=root / "loras" / "tiny_lora_kohya.safetensors",
@@ -345,3 +350,42 @@ if __name__ == "__main__":  # build the folders for a manual look: python tests/
     import sys
 
     print(build_all(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny_models")))
+
+
+# -- full-size random UNets (for the CUDA tests) -------------------------------------------------------------
+
+
+def save_full_size(root: Path) -> dict[str, Path]:
+    """Folders with the real architectures' UNets (SD1.5 2-D UNet, AnimateDiff motion adapter, ModelScope 3-D UNet)
+    at full size and random fp16 weights; text encoders and VAEs stay tiny (with the real embedding widths).
+
+    About 4 GB on disk. Returns ``{"sd15": …, "motion_adapter": …, "modelscope": …}``.
+    """
+    from diffusers import MotionAdapter, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel, UNet3DConditionModel
+
+    root = Path(root)
+    torch.manual_seed(0)
+    sd15 = StableDiffusionPipeline(
+        vae=tiny_vae(0),
+        text_encoder=tiny_text_encoder(768, 0),
+        tokenizer=tiny_tokenizer(),
+        unet=UNet2DConditionModel(sample_size=64, cross_attention_dim=768),  # the SD1.5 configuration
+        scheduler=_scheduler("pndm"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).to(torch.float16)
+    sd15.save_pretrained(str(root / "sd15_full"))
+    del sd15
+    MotionAdapter().to(torch.float16).save_pretrained(str(root / "motion_adapter_full"))  # AnimateDiff v1-5 layout
+    ms = TextToVideoSDPipeline(
+        vae=tiny_vae(1),
+        text_encoder=tiny_text_encoder(1024, 1),
+        tokenizer=tiny_tokenizer(),
+        unet=UNet3DConditionModel(sample_size=32),  # the ModelScope 1.7B configuration
+        scheduler=_scheduler("ddim"),
+    ).to(torch.float16)
+    ms.save_pretrained(str(root / "modelscope_full"))
+    for folder in ("sd15_full", "modelscope_full"):
+        _use_legacy_tokenizer_files(root / folder)
+    return {"sd15": root / "sd15_full", "motion_adapter": root / "motion_adapter_full", "modelscope": root / "modelscope_full"}

@@ -16,8 +16,6 @@ import logging
 import os
 from typing import Any
 
-import torch
-
 from ..guidance import ImageOnVideo
 from ..schedules import GuidanceTable
 from ..steps import NoiseSchedule
@@ -29,6 +27,7 @@ from ._diffusers import (
     UNetScore,
     apply_loras,
     check_pair,
+    dtype_keyword,
     encode_prompt_pair,
     explain_load_error,
     load_kwargs,
@@ -36,6 +35,7 @@ from ._diffusers import (
     peek_json,
     resolve_device,
     resolve_dtype,
+    require_json,
     resolve_models,
     to_device,
 )
@@ -168,23 +168,23 @@ class AnimateDiffBackbone(DiffusersBackbone):
         video = loc["model"]
         index = video.read_json("model_index.json") or {}
         self._is_pipeline = index.get("_class_name") == "AnimateDiffPipeline"
-        vdm_unet = _require(video, "unet/config.json")
-        text = _require(video, "text_encoder/config.json")
-        vdm_scheduler = _require(video, "scheduler/scheduler_config.json")
-        vae = _require(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else _require(video, "vae/config.json")
+        vdm_unet = require_json(video, "unet/config.json")
+        text = require_json(video, "text_encoder/config.json")
+        vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
+        vae = require_json(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else require_json(video, "vae/config.json")
         if "motion_adapter" in loc:
-            max_frames = _require(loc["motion_adapter"], "config.json").get("motion_max_seq_length", 32)
+            max_frames = require_json(loc["motion_adapter"], "config.json").get("motion_max_seq_length", 32)
         else:
             max_frames = vdm_unet.get("motion_max_seq_length", 32)
 
         image = loc["image_model"]
         if image.kind == "file":
             source = loc.get("image_model_config", video)
-            idm_unet = _require(source, "unet/config.json", "config.json")
+            idm_unet = require_json(source, "unet/config.json", "config.json")
             self._image_config = source
             idm_scheduler = None
         else:
-            idm_unet = _require(image, "unet/config.json", "config.json")
+            idm_unet = require_json(image, "unet/config.json", "config.json")
             idm_scheduler = image.read_json("scheduler/scheduler_config.json")
         return {
             "vdm_unet": vdm_unet,
@@ -210,7 +210,7 @@ class AnimateDiffBackbone(DiffusersBackbone):
                 sub = "vae" if vae_loc.read_json("config.json") is None else None
                 parts["vae"] = AutoencoderKL.from_pretrained(vae_loc.path, subfolder=sub, **kwargs)
             pipe = AnimateDiffPipeline.from_pretrained(loc["model"].path, **parts, **kwargs)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             raise explain_load_error(exc, loc["model"], allow_pickle=self.allow_pickle) from exc
         self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         del pipe, parts  # the adapter's weights now live inside the motion UNet
@@ -222,12 +222,12 @@ class AnimateDiffBackbone(DiffusersBackbone):
                 source = self._image_config
                 sub = "unet" if source.read_json("unet/config.json") is not None else None
                 self.image_unet = UNet2DConditionModel.from_single_file(
-                    image.path, config=source.path, subfolder=sub, torch_dtype=self.dtype, local_files_only=source.kind != "hub"
+                    image.path, config=source.path, subfolder=sub, local_files_only=source.kind != "hub", **{dtype_keyword(): self.dtype}
                 )
             else:
                 sub = "unet" if image.read_json("unet/config.json") is not None else None
                 self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **image_kwargs)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
         apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
         to_device(self.unet, self.vae, self.text_encoder, self.image_unet, device=self.device)
@@ -247,14 +247,3 @@ class AnimateDiffBackbone(DiffusersBackbone):
         # the IDM reads the video model's CLIP embeddings, as in the released code
         return Conditioning(idm=embeds, vdm=embeds, prompts=list(prompts), negative_prompts=list(negative_prompts))
 
-
-def _require(location: Location, *relpaths: str) -> dict[str, Any]:
-    """The first of ``relpaths`` that exists in ``location``, or a clear error naming the expected layout."""
-    for relpath in relpaths:
-        found = location.read_json(relpath)
-        if found is not None:
-            return found
-    raise FileNotFoundError(
-        f"{location.describe()} ({location.option}) has no {' or '.join(relpaths)}: it is not the diffusers layout "
-        "this backbone expects"
-    )

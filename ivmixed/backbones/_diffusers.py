@@ -42,11 +42,15 @@ __all__ = [
     "Location",
     "resolve_models",
     "peek_json",
+    "require_json",
     "hub_offline",
     "resolve_device",
     "resolve_dtype",
     "dtype_name",
     "load_kwargs",
+    "dtype_keyword",
+    "explain_load_error",
+    "to_device",
     "UNetScore",
     "NearestResized",
     "to_eps",
@@ -70,6 +74,10 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
 _WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth")
 
 
+def _with_flag(flag: str, value: str) -> str:
+    return f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}"
+
+
 class MissingWeights(FileNotFoundError):
     """Some models of a backbone are neither local folders/files nor in the Hugging Face cache (and cannot be downloaded).
 
@@ -82,16 +90,16 @@ class MissingWeights(FileNotFoundError):
         self.missing = [(flag, value, reason) for _, flag, value, reason in missing]
         lines = [f"backbone '{backbone}' cannot find {len(missing)} of its models:"]
         for role, flag, value, reason in missing:
-            lines.append(f"  - {role}: {flag} {value}")
+            lines.append(f"  - {role}: {_with_flag(flag, value)}")
             lines.append(f"      {reason}")
-        flags = ", ".join(dict.fromkeys(f"{flag} PATH" for _, flag, _, _ in missing))
-        lines += [
-            "Provide each one in one of these ways:",
-            f"  - a local copy in diffusers layout (a folder; the image model may also be one .safetensors file): {flags}",
-            "  - download it once where there is network: `hf download ID` (older huggingface_hub: `huggingface-cli download ID`),",
-            "    then run with the same cache here",
-            f"  - point HF_HOME (the cache is $HF_HOME/hub) or HF_HUB_CACHE at a cache that holds it (now: {_cache_dir()})",
-        ]
+        flags = ", ".join(dict.fromkeys(_with_flag(flag, "PATH") for _, flag, _, _ in missing))
+        hub_ids = [value for _, _, value, _ in missing if _HUB_ID.fullmatch(value) and not _looks_like_path(value)]
+        lines += ["Provide each one in one of these ways:", f"  - a local copy in diffusers layout: {flags}"]
+        if hub_ids:
+            lines.append("  - download it once, where the hub can be reached, into the cache used here:")
+            lines += [f"      hf download {hub_id}" for hub_id in hub_ids]
+            lines.append("    (older huggingface_hub: huggingface-cli download ID)")
+        lines.append(f"  - point HF_HOME (the cache is $HF_HOME/hub) or HF_HUB_CACHE at a cache that holds it; now: {_cache_dir()}")
         super().__init__("\n".join(lines))
 
     def __str__(self) -> str:  # FileNotFoundError would prefix an errno
@@ -144,9 +152,6 @@ class Location:
             return json.loads(Path(hf_hub_download(self.path, relpath)).read_text())
         except Exception:  # noqa: BLE001 - a missing optional file
             return None
-
-    def has(self, relpath: str) -> bool:
-        return self.read_json(relpath) is not None if relpath.endswith(".json") else (Path(self.path) / relpath).exists()
 
     def describe(self) -> str:
         return self.source if self.kind == "hub" or self.source == self.path else f"{self.source} ({self.path})"
@@ -259,6 +264,18 @@ def resolve_models(backbone: str, requests: Iterable[ModelRequest], *, allow_pic
     return found
 
 
+def require_json(location: Location, *relpaths: str) -> dict[str, Any]:
+    """The first of ``relpaths`` that exists in ``location``, or a clear error naming the layout that was expected."""
+    for relpath in relpaths:
+        found = location.read_json(relpath)
+        if found is not None:
+            return found
+    raise FileNotFoundError(
+        f"{location.describe()} ({location.option}) has no {' or '.join(relpaths)}: it is not the diffusers layout "
+        "this backbone expects"
+    )
+
+
 def peek_json(value: str, relpath: str) -> dict[str, Any] | None:
     """Read ``relpath`` of a model given as a local folder or a cached hub id, without any network access."""
     value = os.path.expanduser(str(value))
@@ -297,6 +314,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(
             f"--device {device} asks for CUDA, but torch {torch.__version__} sees no CUDA device here; use --device cpu"
         )
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
     return resolved
 
 
@@ -326,9 +345,18 @@ def dtype_name(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
 
 
+def dtype_keyword() -> str:
+    """The name diffusers' ``from_pretrained`` uses for the dtype: ``dtype`` in recent releases, ``torch_dtype`` before."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401 - present where ``dtype`` is the name
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
+
+
 def load_kwargs(dtype: torch.dtype, *, allow_pickle: bool, variant: str | None = None) -> dict[str, Any]:
     """Keyword arguments for every ``from_pretrained``: dtype, safetensors only unless pickles are allowed, variant."""
-    kwargs: dict[str, Any] = {"torch_dtype": dtype, "use_safetensors": None if allow_pickle else True}
+    kwargs: dict[str, Any] = {dtype_keyword(): dtype, "use_safetensors": None if allow_pickle else True}
     if variant:
         kwargs["variant"] = variant
     return kwargs
@@ -661,9 +689,13 @@ class DiffusersBackbone(Backbone):
 
 
 def to_device(*modules, device: torch.device) -> None:
-    """Move modules to ``device`` for inference only (no gradients)."""
+    """Move modules to ``device``, in eval mode.
+
+    Parameters keep ``requires_grad`` as loaded: every call runs under ``torch.no_grad()`` anyway, and turning
+    it off switches some CPU kernels (3-D convolutions) to other algorithms, which would cost the bit-exact
+    agreement with the stock pipelines.
+    """
     for module in modules:
         if module is not None:
             module.to(device)
-            module.requires_grad_(False)
             module.eval()

@@ -154,10 +154,10 @@ def make_scheduler(beta_start: float = 1e-4, beta_end: float = 0.02, num_train_t
 
 #: named worlds; ``ToyWorld.named(name, **overrides)``
 WORLDS: dict[str, dict[str, Any]] = {
-    # mild mismatch: the VDM's blob is 1.5× wider and 1/1.5 as bright as the true one
+    # mild mismatch: the VDM's blob is 1.5× wider and 2/3 as bright as the true one
     "default": {"mismatch": 0.5},
-    # large mismatch: the VDM's blob is 3× wider and 1/3 as bright
-    "large-mismatch": {"mismatch": 2.0},
+    # large mismatch: the VDM's blob is 2× wider and half as bright
+    "large-mismatch": {"mismatch": 1.0},
 }
 
 
@@ -184,7 +184,7 @@ class ToyWorld:
     blob_width: float = 1.0
     contrast: float = 0.9
     background: float = 0.0
-    spread: float = 0.1
+    spread: float = 0.05
     mismatch: float = 0.5
     vdm_blob_width: float | None = None
     vdm_contrast: float | None = None
@@ -496,7 +496,7 @@ class ToyBackbone(Backbone):
     Options (all optional): ``world`` (``"default"`` or ``"large-mismatch"``), any :class:`ToyWorld` parameter
     (``frames``, ``height``, ``width``, ``blob_width``, ``contrast``, ``background``, ``spread``, ``mismatch``,
     ``vdm_blob_width``, ``vdm_contrast``, ``speed``, ``beta_start``, ``beta_end``), ``guidance`` (ω of the
-    standard step, default 3), ``steps`` (default 50), ``program`` (default ``IV-IV``), ``fps`` (default 4),
+    standard step, default 7.5), ``steps`` (default 50), ``program`` (default ``IV-IV``), ``fps`` (default 4),
     ``dtype`` (``float64`` default — the scores are exact to ~1e-12 — or ``float32``, about twice as fast)
     and ``device``.
     """
@@ -522,7 +522,7 @@ class ToyBackbone(Backbone):
         speed: int | None = None,
         beta_start: float | None = None,
         beta_end: float | None = None,
-        guidance: float = 3.0,
+        guidance: float = 7.5,
         steps: int = 50,
         program: str = "IV-IV",
         fps: int = 4,

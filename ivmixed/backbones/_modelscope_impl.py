@@ -1,0 +1,193 @@
+"""The ``modelscope`` backbone: ModelScope text-to-video 1.7B as the VDM, a full SD1.5 pipeline as the IDM.
+
+Unlike ``animatediff``, the IDM here has its own text encoder (SD1.5's CLIP-L; ModelScope's is 1024-wide
+OpenCLIP-H), and it sees the frame latents resized (nearest) to its own sample size — 64×64 for SD1.5,
+whatever the video size — as in the released code. ``image_latent_size`` changes that target; 0 turns the
+resize off. Loading follows the same three stages as ``animatediff`` (find, check configs, load).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..guidance import ImageOnVideo
+from ..schedules import GuidanceTable
+from ..steps import NoiseSchedule
+from ._diffusers import (
+    DDIM_OVERRIDES,
+    DiffusersBackbone,
+    ModelRequest,
+    NearestResized,
+    UNetScore,
+    apply_loras,
+    check_pair,
+    encode_prompt_pair,
+    explain_load_error,
+    load_kwargs,
+    parse_loras,
+    resolve_device,
+    resolve_dtype,
+    require_json,
+    resolve_models,
+    to_device,
+)
+from .base import Conditioning, Defaults, Preset
+from .modelscope import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
+
+__all__ = ["ModelScopeBackbone", "DEFAULTS"]
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = Preset(
+    program="IV-IV",
+    guidance=7.5,
+    zigzag=GuidanceTable(),
+    description="what the released IV-mixed ModelScope pipeline computes: denoise-first IV-IV on every step "
+    "(I at t, V at t−Δ, I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag guidance +4 / −4, ω 7.5, the image model on "
+    "latents resized (nearest) to its sample size",
+)
+
+DEFAULTS = Defaults(height=256, width=256, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
+
+
+class ModelScopeBackbone(DiffusersBackbone):
+    """ModelScope T2V + SD1.5, loaded once; call :meth:`generate` as often as you like.
+
+    Args:
+        model: the video model: a ``TextToVideoSDPipeline`` folder or hub id.
+        image_model: the IDM: an SD1.5 pipeline folder or hub id (UNet, text encoder and tokenizer are used).
+        image_latent_size: the latent size the IDM sees (default: its UNet's ``sample_size``, 64 for SD1.5);
+            0 runs it at the video latent size.
+        image_loras: LoRA files for the IDM's UNet, ``"FILE[:SCALE]"`` each.
+        device: ``cpu``, ``cuda``, ``cuda:1`` …; default CUDA when available.
+        dtype: ``fp32``, ``fp16`` or ``bf16``; default fp16 on CUDA, fp32 on the CPU.
+        allow_pickle: also load pickled (``.bin``/``.ckpt``) weights. Off by default: pickles can run code.
+        variant: weight variant of the video model files (the released code loads ``fp16``).
+        image_variant: weight variant of the image model files.
+        decode_chunk_size: frames decoded by the VAE at a time.
+    """
+
+    name = "modelscope"
+    defaults = DEFAULTS
+    standard_step_on_frames = True  # TextToVideoSDPipeline steps the scheduler on (B·F, C, h, w)
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        image_model: str = DEFAULT_IMAGE_MODEL,
+        image_latent_size: int | None = None,
+        image_loras: list[Any] | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        allow_pickle: bool = False,
+        variant: str | None = None,
+        image_variant: str | None = None,
+        decode_chunk_size: int = 16,
+    ):
+        # 0. arguments that need no file
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.loras = parse_loras(image_loras, allow_pickle=allow_pickle)
+        self.decode_chunk_size = int(decode_chunk_size)
+        self.allow_pickle = allow_pickle
+        if image_latent_size is not None and (not isinstance(image_latent_size, int) or image_latent_size < 0):
+            raise ValueError(f"--image-latent-size must be a non-negative integer (0: no resize), got {image_latent_size!r}")
+
+        # 1. find both models, no network when cached
+        self.locations = resolve_models(
+            self.name,
+            [
+                ModelRequest("model", model, "video model (TextToVideoSDPipeline)"),
+                ModelRequest("image_model", image_model, "image model (SD1.5 pipeline with its text encoder)"),
+            ],
+            allow_pickle=allow_pickle,
+        )
+        video, image = self.locations["model"], self.locations["image_model"]
+
+        # 2. configs only: check the pair before any weight loads
+        vdm_unet = require_json(video, "unet/config.json")
+        vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
+        vdm_vae = require_json(video, "vae/config.json")
+        idm_unet = require_json(image, "unet/config.json")
+        require_json(image, "text_encoder/config.json")
+        idm_scheduler = image.read_json("scheduler/scheduler_config.json")
+        check_pair(
+            idm_unet=idm_unet,
+            vdm_unet=vdm_unet,
+            vdm_scheduler=vdm_scheduler,
+            idm_scheduler=idm_scheduler,
+            vdm_vae=vdm_vae,
+            idm_vae=image.read_json("vae/config.json"),
+            idm_name=f"image model {image.source}",
+            vdm_name=f"video model {video.source}",
+        )
+        self.scheduler_config = vdm_scheduler
+        self.latent_channels = int(vdm_unet["in_channels"])
+        self.vae_scale_factor = 2 ** (len(vdm_vae["block_out_channels"]) - 1)
+        if image_latent_size is None:
+            size = idm_unet.get("sample_size", 64)
+            self.image_latent_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        else:
+            self.image_latent_size = None if image_latent_size == 0 else (image_latent_size, image_latent_size)
+        prediction = vdm_scheduler.get("prediction_type", "epsilon")
+        image_prediction = (idm_scheduler or {}).get("prediction_type", "epsilon")
+        if prediction != "epsilon":  # the adapter converts to ε, so the standard step must read ε too
+            self.scheduler_overrides = {**DDIM_OVERRIDES, "prediction_type": "epsilon"}
+
+        # 3. weights
+        self._load(variant, image_variant)
+        schedule = NoiseSchedule.from_scheduler(self.make_scheduler())
+        self.vdm = UNetScore(self.unet, schedule=schedule, prediction_type=prediction, repeat_cond=False)
+        image_score = UNetScore(self.image_unet, schedule=schedule, prediction_type=image_prediction, repeat_cond=True)
+        if self.image_latent_size is not None:
+            image_score = NearestResized(image_score, self.image_latent_size)
+        self.idm = ImageOnVideo(image_score)
+
+    def _load(self, variant: str | None, image_variant: str | None) -> None:
+        import transformers
+        from diffusers import UNet2DConditionModel
+        from diffusers.utils import logging as diffusers_logging
+
+        try:
+            from diffusers import TextToVideoSDPipeline
+        except ImportError as exc:  # pragma: no cover - removed from a future diffusers
+            raise ImportError(f"this diffusers has no TextToVideoSDPipeline, which the modelscope backbone needs: {exc}") from exc
+
+        video, image = self.locations["model"], self.locations["image_model"]
+        kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=variant)
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # the pipeline class warns that it is deprecated; we only borrow its loader
+        try:
+            pipe = TextToVideoSDPipeline.from_pretrained(video.path, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise explain_load_error(exc, video, allow_pickle=self.allow_pickle) from exc
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
+        self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+        del pipe
+
+        image_kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=image_variant)
+        text_class_name = ((image.read_json("text_encoder/config.json") or {}).get("architectures") or ["CLIPTextModel"])[0]
+        text_class = getattr(transformers, text_class_name, transformers.CLIPTextModel)
+        try:
+            self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder="unet", **image_kwargs)
+            self.image_text_encoder = text_class.from_pretrained(image.path, subfolder="text_encoder", **image_kwargs)
+            self.image_tokenizer = transformers.AutoTokenizer.from_pretrained(image.path, subfolder="tokenizer")
+        except (OSError, ValueError) as exc:
+            raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
+        apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
+        to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
+
+    def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
+        # each model reads its own text encoder's embeddings, as in the released code
+        return Conditioning(
+            idm=encode_prompt_pair(self.image_tokenizer, self.image_text_encoder, prompts, negative_prompts, self.device),
+            vdm=encode_prompt_pair(self.tokenizer, self.text_encoder, prompts, negative_prompts, self.device),
+            prompts=list(prompts),
+            negative_prompts=list(negative_prompts),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "image_latent_size": list(self.image_latent_size) if self.image_latent_size else None}

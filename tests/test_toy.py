@@ -1,0 +1,279 @@
+"""The toy backbone: exact scores against a brute-force mixture, the exact-score laws of the sampler, metrics, goldens."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ivmixed
+from ivmixed import parse
+from ivmixed.backbones.toyworld import (
+    APPEARANCES,
+    DIRECTIONS,
+    ToyBackbone,
+    ToyWorld,
+    _bump_matrix,
+    all_prompts,
+    clip_metrics,
+    parse_prompt,
+)
+from ivmixed.sampler import run_program
+from ivmixed.schedules import GuidanceTable, Ramp
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return ToyBackbone()
+
+
+# -- prompts --------------------------------------------------------------------------------------
+
+
+def test_prompt_parses_appearance_and_direction():
+    s = parse_prompt("A bright blob, moving LEFT.")
+    assert s.appearances == ("bright",) and s.directions == ("left",)
+    assert parse_prompt("").appearances == tuple(APPEARANCES) and parse_prompt("").directions == tuple(DIRECTIONS)
+    assert parse_prompt("a dark blob").directions == tuple(DIRECTIONS)
+    assert parse_prompt("a blob moving up").appearances == tuple(APPEARANCES)
+    assert parse_prompt("a dark blob moving down").mask().sum() == 1
+
+
+def test_unknown_word_lists_the_vocabulary():
+    with pytest.raises(ValueError) as err:
+        parse_prompt("a purple blob moving sideways")
+    text = str(err.value)
+    assert text.startswith("the toy world does not know the word(s) 'purple', 'sideways' in prompt 'a purple blob moving sideways'.")
+    assert "appearances: bright, dark; directions: left, right, up, down; other words: " in text
+
+
+def test_two_appearances_is_an_error():
+    with pytest.raises(ValueError, match="names two appearances"):
+        parse_prompt("a bright dark blob")
+
+
+# -- registry and loading -------------------------------------------------------------------------
+
+
+def test_spec_module_does_not_import_torch():
+    code = "import sys, ivmixed.backbones.toy as t; print(t.SPEC.name, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["toy", "False"]
+
+
+def test_loads_through_the_entry_point_with_options():
+    bb = ivmixed.load("toy", world="large-mismatch", spread=0.07, dtype="float32")
+    assert isinstance(bb, ToyBackbone)
+    assert bb.world.vdm_blob == (2.0, 0.45) and bb.world.spread == 0.07 and bb.dtype == torch.float32
+    with pytest.raises(ValueError, match="does not take option"):
+        ivmixed.load("toy", blob_size=3)
+    with pytest.raises(ValueError, match="unknown toy world 'huge'; named worlds: default, large-mismatch"):
+        ivmixed.load("toy", world="huge")
+
+
+def test_backbone_basics(toy):
+    assert toy.vae_scale_factor == 1 and toy.example_prompt == "a bright blob moving right"
+    parse_prompt(toy.example_prompt)
+    sched = toy.make_scheduler()
+    sched.set_timesteps(50)
+    assert int(sched.timesteps[0]) == 999 and int(sched.timesteps[-1]) == 19 and float(sched.final_alpha_cumprod) == 1.0
+    g = torch.Generator("cpu").manual_seed(3)
+    lat = toy.initial_latents(2, 8, 16, 16, g)
+    assert lat.dtype == torch.float64
+    assert torch.equal(lat.float(), torch.randn((2, 1, 8, 16, 16), generator=torch.Generator("cpu").manual_seed(3)))
+    frames = toy.decode(torch.linspace(-2, 2, 2 * 8 * 16 * 16).reshape(2, 1, 8, 16, 16))
+    assert frames.shape == (2, 8, 16, 16, 3) and frames.dtype == torch.float32
+    assert float(frames.min()) == 0.0 and float(frames.max()) == 1.0
+    d = toy.describe()
+    assert d["backbone"] == "toy" and d["world"] == "default" and d["world_parameters"]["vdm_blob_width"] == 1.5
+
+
+# -- exact scores against a brute-force mixture --------------------------------------------------
+
+
+def _brute_eps(means, x, abar, spread, allowed):
+    """ε = −s ∇ log p_t(x) of Σ_k N(α μ_k, (α²τ² + s²) I) over the allowed components, by autograd."""
+    alpha, s = math.sqrt(abar), math.sqrt(1 - abar)
+    v = abar * spread**2 + (1 - abar)
+    x = x.clone().requires_grad_(True)
+    d2 = ((x[:, None, :] - alpha * means[None]) ** 2).sum(-1)  # (R, K)
+    logp = torch.logsumexp((-d2 / (2 * v)).masked_fill(~allowed, float("-inf")), dim=1)
+    (grad,) = torch.autograd.grad(logp.sum(), x)
+    return -s * grad
+
+
+def _all_clips(world, frames, h, w, degraded):
+    """Every component mean, in (appearance, direction, start) order, rendered by brute force."""
+    blob_width, contrast = world.vdm_blob if degraded else world.idm_blob
+    bumps = _bump_matrix(h, w, blob_width, torch.float64, "cpu")
+    out = []
+    for sign in APPEARANCES.values():
+        for dr, dc in DIRECTIONS.values():
+            for p0 in range(h * w):
+                r0, c0 = divmod(p0, w)
+                idx = [((r0 + dr * f) % h) * w + (c0 + dc * f) % w for f in range(frames)]
+                out.append(world.background + sign * contrast * bumps[idx].reshape(-1))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("t", [0, 250, 700, 999])
+def test_vdm_is_the_exact_mixture_score(t):
+    bb = ToyBackbone(background=0.1, spread=0.2, mismatch=0.7)
+    f, h, w = 3, 5, 6
+    means = _all_clips(bb.world, f, h, w, degraded=True)  # (A·D·P, F·H·W)
+    prompts = ["a bright blob moving left", "a dark blob", "", "a blob moving up"]
+    masks = torch.stack([parse_prompt(p).mask() for p in prompts])  # (R, A, D)
+    allowed = masks[:, :, :, None].expand(-1, -1, -1, h * w).reshape(len(prompts), -1)
+    gen = torch.Generator().manual_seed(t)
+    x = means[torch.tensor([0, 200, 77, 131])] * 0.8 + 0.5 * torch.randn(4, f * h * w, generator=gen, dtype=torch.float64)
+    abar = float(bb.make_scheduler().alphas_cumprod[t])
+    want = _brute_eps(means, x, abar, bb.world.spread, allowed)
+    got = bb.vdm(x.reshape(4, 1, f, h, w), t, masks).reshape(4, -1)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("t", [0, 400, 999])
+def test_idm_is_the_exact_per_frame_marginal_score(t):
+    bb = ToyBackbone(background=-0.2, spread=0.15, blob_width=1.3)
+    f, h, w = 2, 6, 5
+    bumps = _bump_matrix(h, w, bb.world.blob_width, torch.float64, "cpu")
+    frames = torch.cat([bb.world.background + sign * bb.world.contrast * bumps for sign in APPEARANCES.values()])  # (A·P, H·W)
+    prompts = ["a bright blob moving left", ""]
+    app = torch.stack([parse_prompt(p).mask().any(1) for p in prompts])  # (2, A)
+    gen = torch.Generator().manual_seed(t)
+    x = 0.7 * torch.randn(2, 1, f, h, w, generator=gen, dtype=torch.float64)
+    got = bb.idm(x, t, app)  # video latents in, folded per frame inside
+    abar = float(bb.make_scheduler().alphas_cumprod[t])
+    for clip in range(2):
+        allowed = app[clip][:, None].expand(-1, h * w).reshape(1, -1).expand(f, -1)
+        want = _brute_eps(frames, x[clip, 0].reshape(f, -1), abar, bb.world.spread, allowed)
+        torch.testing.assert_close(got[clip, 0].reshape(f, -1), want, rtol=1e-9, atol=1e-9)
+
+
+def test_float32_agrees_with_float64():
+    x = torch.randn(2, 1, 8, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    b64, b32 = ToyBackbone(), ToyBackbone(dtype="float32")
+    cond = b64.encode(["a bright blob moving left", "a dark blob moving up"], ["", ""])
+    for t in (999, 500, 60, 0):
+        e64 = b64.vdm(torch.cat([x, x]), t, cond.vdm)
+        e32 = b32.vdm(torch.cat([x, x]).float(), t, cond.vdm)
+        assert e32.dtype == torch.float32
+        torch.testing.assert_close(e32.double(), e64, rtol=1e-4, atol=1e-4)
+
+
+# -- exact-score laws of the sampler on the toy world --------------------------------------------
+
+
+def _run_same_model(toy, program, steps, zigzag=0.0):
+    """Sample with IDM ≡ VDM (the video score in both roles), standard guidance ω = 2."""
+    cond = toy.encode(["a bright blob moving right", "a dark blob moving up"], ["", ""])
+    latents = toy.initial_latents(2, 8, 16, 16, torch.Generator("cpu").manual_seed(0))
+    return run_program(
+        parse(program),
+        idm=toy.vdm,
+        vdm=toy.vdm,
+        scheduler=toy.make_scheduler(),
+        latents=latents,
+        idm_cond=cond.vdm,
+        vdm_cond=cond.vdm,
+        num_steps=steps,
+        guidance=2.0,
+        zigzag=GuidanceTable.uniform(zigzag),
+        progress=False,
+    )
+
+
+# R forms redraw noise, so they stay close to origin in distribution but not path by path: excluded
+DETERMINISTIC_FORMS = ["I-I", "IV-IV", "VI-VI", "II-VV", "VV-VV", "IV-IV:nf", "II-II:nf"]
+
+
+@pytest.mark.parametrize("program", DETERMINISTIC_FORMS)
+def test_zero_guidance_zigzag_with_one_model_stays_close_to_origin(toy, program):
+    gaps = []
+    for steps in (10, 25, 50):
+        origin = _run_same_model(toy, "origin", steps)
+        other = _run_same_model(toy, program, steps)
+        gaps.append(float((other - origin).norm() / origin.norm()))
+    assert gaps[0] > gaps[1] > gaps[2], gaps
+    assert gaps[2] < 0.05, gaps
+
+
+def test_flipping_the_sign_of_inversion_guidance_changes_the_result():
+    toy = ToyBackbone()
+    four = Ramp("constant", (4.0,))
+    minus = Ramp("constant", (-4.0,))
+    prompt, kw = ["a bright blob moving right", "a dark blob moving up"], dict(program="IV-IV", seed=0, steps=10, progress=False)
+    released = toy.generate(prompt, zigzag=GuidanceTable(i_go=four, i_back=four, v_go=four, v_back=four), **kw).latents
+    flipped = toy.generate(prompt, zigzag=GuidanceTable(i_go=four, i_back=minus, v_go=four, v_back=minus), **kw).latents
+    again = toy.generate(prompt, zigzag=GuidanceTable(i_go=four, i_back=four, v_go=four, v_back=four), **kw).latents
+    assert torch.equal(released, again)
+    assert float((released - flipped).abs().max()) > 1e-2
+
+
+class _Counter:
+    """Counts what a score model is asked to evaluate: images (per frame) for the IDM, clips for the VDM."""
+
+    def __init__(self, model, per_frame):
+        self.model, self.per_frame, self.count = model, per_frame, 0
+
+    def __call__(self, x, t, cond):
+        self.count += x.shape[0] * (x.shape[2] if self.per_frame else 1)
+        return self.model(x, t, cond)
+
+
+@pytest.mark.parametrize("program", ["origin", "IV-IV", "RR-II:nf", "VV-VV@66.7%", "IV-IV+VV-VV@i%3=2", "II-VV@0..4"])
+def test_cost_in_the_manifest_equals_the_calls_counted(program):
+    toy = ToyBackbone()
+    toy.idm = _Counter(toy.idm, per_frame=True)  # the IDM adapter receives video latents (N, C, F, H, W)
+    toy.vdm = _Counter(toy.vdm, per_frame=False)
+    videos = 2
+    video = toy.generate(["a bright blob moving left", "a dark blob"], program=program, seed=1, steps=12, frames=3, progress=False)
+    counted = {"idm_image_evals": toy.idm.count // videos, "vdm_clip_evals": toy.vdm.count // videos}
+    assert toy.idm.count % videos == 0 and toy.vdm.count % videos == 0
+    assert video.manifest()["cost"] == counted
+    assert counted == parse(program).cost(num_steps=12, num_frames=3).as_dict()
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+
+def test_metrics_of_true_clips_are_perfect(toy):
+    prompts = all_prompts()
+    clips = toy.render(prompts, torch.arange(8) * 29)
+    m = clip_metrics(toy.world, clips, prompts)
+    for name in ("frame_error", "video_error"):
+        assert float(m[name].abs().max()) < 1e-7
+    assert m["coherence"].tolist() == [1.0] * 8 and m["prompt_accuracy"].tolist() == [1.0] * 8
+
+
+def test_metrics_see_blur_wrong_motion_and_wrong_prompt(toy):
+    prompt = ["a bright blob moving right"]
+    sharp = toy.render(prompt, torch.tensor([17]))
+    blurry = toy.render(prompt, torch.tensor([17]), degraded=True)
+    m = clip_metrics(toy.world, blurry, prompt)
+    gap = float(((sharp - blurry) ** 2).mean().sqrt())
+    assert m["frame_error"].item() == pytest.approx(gap, rel=1e-9) and m["coherence"].item() == 1.0
+    wrong_way = toy.render(["a bright blob moving left"], torch.tensor([17]))
+    m = clip_metrics(toy.world, wrong_way, prompt)
+    assert m["frame_error"].item() < 1e-7 and m["coherence"].item() == 0.0 and m["prompt_accuracy"].item() == 0.0
+    assert m["video_error"].item() > 0.1
+    shuffled = sharp[:, :, torch.tensor([0, 1, 2, 3, 7, 6, 5, 4])]
+    m = clip_metrics(toy.world, shuffled, prompt)
+    assert m["coherence"].item() == pytest.approx(4 / 7) and m["frame_error"].item() < 1e-7
+    m = clip_metrics(toy.world, sharp, ["a dark blob moving right"])
+    assert m["prompt_accuracy"].item() == 0.0 and m["frame_error"].item() > 0.1
+
+
+# -- goldens ----------------------------------------------------------------------------------------
+
+# ToyBackbone() defaults, program IV-IV, seed 0, 50 steps, prompt "a bright blob moving right", float64
+GOLDEN_IVIV = {"frame_error": 0.0, "coherence": 0.0, "video_error": 0.0, "prompt_accuracy": 0.0}
+GOLDEN_ORIGIN = {"frame_error": 0.0, "coherence": 0.0, "video_error": 0.0, "prompt_accuracy": 0.0}
+
+
+@pytest.mark.parametrize("program, golden", [("IV-IV", GOLDEN_IVIV), ("origin", GOLDEN_ORIGIN)])
+def test_golden_numbers(toy, program, golden):
+    video = toy.generate(toy.example_prompt, program=program, seed=0, progress=False)
+    for name, value in golden.items():
+        assert video.metrics[name] == pytest.approx(value, abs=1e-4), (name, video.metrics)
