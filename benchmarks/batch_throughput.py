@@ -27,10 +27,6 @@ import time
 from pathlib import Path
 
 TOY_PROMPTS = [f"a {look} blob moving {way}" for look in ("bright", "dark") for way in ("left", "right", "up", "down")]
-RUNNER = (
-    "import sys, ivmixed.cli as c; c.COMMANDS = tuple(dict.fromkeys(c.COMMANDS + ('batch', 'compare'))); "
-    "raise SystemExit(c.main(sys.argv[1:]))"
-)
 
 
 def batch_command(prompts: Path, out: Path, args: argparse.Namespace) -> list[str]:
@@ -83,7 +79,7 @@ def main() -> int:
     prompts.write_text("".join(f"{TOY_PROMPTS[i % len(TOY_PROMPTS)]}\n" for i in range(args.items)))
     planned = args.items * len(args.programs.split(",")) * args.seeds
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    cli = [sys.executable, "-c", RUNNER]
+    cli = [sys.executable, "-m", "ivmixed"]
     report: dict = {"items": args.items, "videos": planned, "settings": vars(args)}
 
     # 1. uninterrupted
@@ -122,10 +118,8 @@ def main() -> int:
     if args.two_processes:
         out = work / "two"
         torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-        script = work / "ivmixed_cli.py"
-        script.write_text(RUNNER.replace("; ", "\n"))
         t0 = time.perf_counter()
-        subprocess.run([torchrun, "--nproc_per_node", "2", "--standalone", str(script), *batch_command(prompts, out, args)],
+        subprocess.run([torchrun, "--nproc_per_node", "2", "--standalone", "-m", "ivmixed", *batch_command(prompts, out, args)],
                        check=True, env=env, stderr=subprocess.DEVNULL)
         two = time.perf_counter() - t0
         ranks = collections.Counter(json.loads(line)["rank"] for line in (out / "index.jsonl").read_text().splitlines())

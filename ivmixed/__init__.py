@@ -37,6 +37,8 @@ _LAZY = {
     "Backbone": "ivmixed.backbones.base",
     "Video": "ivmixed.backbones.base",
     "IncompatibleModels": "ivmixed.backbones.base",
+    "run_batch": "ivmixed.batch",
+    "read_prompts": "ivmixed.prompts",
 }
 
 __all__ = [

@@ -778,7 +778,6 @@ def _run_jobs(model, todo, out_dir, index, staging, generate, config, place, res
     from .io import write_manifest, write_video
 
     run_id = fingerprint(config)
-    file_mode = _file_mode()
     in_a_row = 0
     for job in todo:
         video_path = out_dir / job.folder / f"{job.name}.{config['format']}"
@@ -813,8 +812,6 @@ def _run_jobs(model, todo, out_dir, index, staging, generate, config, place, res
                 record = video.with_extra(batch=batch_record).manifest()
                 record["output"] = index_record["file"]
                 staged_manifest = write_manifest(record, staged)
-                for written in (staged, staged_manifest):
-                    os.chmod(written, file_mode)  # io.atomic_path's temporary files are 0600
                 video_path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, video_path)  # the video first, then its manifest: a manifest means a whole video
                 os.replace(staged_manifest, manifest_file)
@@ -835,13 +832,6 @@ def _run_jobs(model, todo, out_dir, index, staging, generate, config, place, res
             done = len(index.keys & plan_keys)
             if done > bar.n:
                 bar.update(done - bar.n)
-
-
-def _file_mode() -> int:
-    """0666 less the umask: what a plain ``open(path, "w")`` would give the file."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _adoptable(video_path: Path, manifest_file: Path, batch_record: Mapping[str, Any]) -> bool:

@@ -6,6 +6,7 @@ A reader never sees a half-written file: either the previous content or the comp
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -128,6 +129,11 @@ def write_manifest(record: dict[str, Any], video_path: str | os.PathLike) -> Pat
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide the numbers: ivmixed, torch, diffusers, transformers, numpy."""
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
     out = {}
     for name in ("ivmixed", "torch", "diffusers", "transformers", "numpy"):
         try:

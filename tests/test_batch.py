@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ivmixed
-from ivmixed import cli
+from ivmixed.cli import main
 from ivmixed.batch import (
     INDEX_FILE,
     ConfigMismatch,
@@ -39,22 +39,11 @@ PROMPTS = [
 ]
 SMALL = dict(steps=4, frames=4, height=8, width=8)  # a toy video in ~10 ms
 SMALL_ARGS = ["--steps", "4", "--frames", "4", "--height", "8", "--width", "8"]
-# `python -c RUNNER batch …` is `ivmixed batch …`, whether or not cli.COMMANDS lists batch yet
-RUNNER = (
-    "import sys, ivmixed.cli as c; c.COMMANDS = tuple(dict.fromkeys(c.COMMANDS + ('batch', 'compare'))); "
-    "raise SystemExit(c.main(sys.argv[1:]))"
-)
 
 
 @pytest.fixture(scope="module")
 def toy():
     return ivmixed.load("toy")
-
-
-def run_cli(argv, monkeypatch):
-    if "batch" not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + ("batch", "compare"))
-    return cli.main(argv)
 
 
 def prompt_file(tmp_path, n, name="prompts.txt"):
@@ -219,7 +208,7 @@ def test_mp4_output(tmp_path, toy):
     assert (tmp_path / "out" / "origin" / "00001-0.mp4").stat().st_size > 0
 
 
-def test_a_changed_configuration_is_refused_and_new_run_moves_the_old_one_aside(tmp_path, toy, monkeypatch):
+def test_a_changed_configuration_is_refused_and_new_run_moves_the_old_one_aside(tmp_path):
     out = tmp_path / "out"
     run_batch(PROMPTS[:1], out, programs=["origin"], backbone="toy", format="npy", progress=False, **SMALL)
     with pytest.raises(ConfigMismatch) as info:
@@ -324,16 +313,16 @@ def test_staging_of_dead_processes_is_removed_and_of_live_ones_kept(tmp_path, to
 # -- the command ---------------------------------------------------------------------------------------
 
 
-def test_cli_batch_dry_run_and_resume(tmp_path, monkeypatch, capsys):
+def test_cli_batch_dry_run_and_resume(tmp_path, capsys):
     prompts = prompt_file(tmp_path, 3)
     out = tmp_path / "out"
     argv = ["batch", str(prompts), "--programs", "origin,IV-IV", "--seeds", "2", "--out", str(out), "--format", "npy", *SMALL_ARGS]
-    assert run_cli([*argv, "--dry-run"], monkeypatch) == 0
+    assert main([*argv, "--dry-run"]) == 0
     assert capsys.readouterr().out == f"{out}: 3 items × 2 programs × 2 seeds = 12 videos; 0 finished, 12 to do\n"
-    assert run_cli([*argv, "--quiet", "--limit", "2"], monkeypatch) == 0
-    assert run_cli([*argv, "--dry-run", "--shard", "0/2"], monkeypatch) == 0
+    assert main([*argv, "--quiet", "--limit", "2"]) == 0
+    assert main([*argv, "--dry-run", "--shard", "0/2"]) == 0
     assert capsys.readouterr().out.endswith("12 videos; 8 finished, 4 to do (2, 2 per process)\n")
-    assert run_cli([*argv, "--json"], monkeypatch) == 0
+    assert main([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["generated"], result["skipped"], result["ok"]) == (4, 8, True)
 
@@ -347,12 +336,12 @@ def test_cli_prompt_file_errors_come_before_any_model_loads(tmp_path, monkeypatc
     monkeypatch.setattr(BackboneSpec, "load", no_loading)
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "a"}\n{"prompt": "b"\n')
-    assert run_cli(["batch", str(bad), "--programs", "origin", "--out", str(tmp_path / "o")], monkeypatch) == 2
+    assert main(["batch", str(bad), "--programs", "origin", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == f"ivmixed batch: error: {bad}:2: malformed JSON: Expecting ',' delimiter (column 15)\n"
     good = prompt_file(tmp_path, 1)
-    assert run_cli(["batch", str(good), "--programs", "origin", "--num-videos", "2", "--out", str(tmp_path / "o")], monkeypatch) == 2
+    assert main(["batch", str(good), "--programs", "origin", "--num-videos", "2", "--out", str(tmp_path / "o")]) == 2
     assert "use --seeds K instead of --num-videos" in capsys.readouterr().err
-    assert run_cli(["batch", str(good), "--programs", "origin,IX", "--out", str(tmp_path / "o")], monkeypatch) == 2
+    assert main(["batch", str(good), "--programs", "origin,IX", "--out", str(tmp_path / "o")]) == 2
     assert "unknown letter 'X'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -371,7 +360,7 @@ def test_sigkill_part_way_then_rerun_leaves_every_video_exactly_once(tmp_path):
     """kill -9 twice at arbitrary moments, re-run: every video once, no temporary files, each index key once."""
     prompts = prompt_file(tmp_path, 30)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-c", RUNNER, "batch", str(prompts), "--programs", "origin,IV-IV", "--seeds", "2",
+    cmd = [sys.executable, "-m", "ivmixed", "batch", str(prompts), "--programs", "origin,IV-IV", "--seeds", "2",
            "--out", str(out), "--format", "npy", "--quiet", *SMALL_ARGS]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rng = random.Random(6)

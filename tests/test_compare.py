@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ivmixed
-from ivmixed import cli
+from ivmixed.cli import main
 from ivmixed.compare import _wrap, compare, tile_with_labels
 
 SETTINGS = dict(steps=6)
@@ -21,12 +21,6 @@ def toy():
 @pytest.fixture(scope="module")
 def comparison(toy):
     return compare(toy, "a dark blob moving up", PROGRAMS, seed=11, **SETTINGS)
-
-
-def run_cli(argv, monkeypatch):
-    if "compare" not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + ("batch", "compare"))
-    return cli.main(argv)
 
 
 def test_tiles_equal_the_frames_of_single_generate_runs(toy, comparison):
@@ -89,29 +83,29 @@ def test_save_writes_the_clip_and_a_manifest(comparison, tmp_path):
     assert (tmp_path / "c.gif").stat().st_size > 0
 
 
-def test_cli_compare_matches_the_python_api(comparison, tmp_path, monkeypatch, capsys):
+def test_cli_compare_matches_the_python_api(comparison, tmp_path, capsys):
     out = tmp_path / "cmp.npy"
     argv = ["compare", "--programs", ",".join(PROGRAMS), "--prompt", "a dark blob moving up", "--seed", "11", "--steps", "6", "--out", str(out), "--quiet"]
-    assert run_cli(argv, monkeypatch) == 0
+    assert main(argv) == 0
     np.testing.assert_array_equal(np.load(out), comparison.tiled()[0])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "'a dark blob moving up', seed 11"
     assert lines[1].split()[0] == "origin" and lines[2].split()[0] == "IV-IV"
 
 
-def test_cli_compare_defaults_to_origin_and_the_backbones_program(tmp_path, monkeypatch, capsys):
+def test_cli_compare_defaults_to_origin_and_the_backbones_program(tmp_path, capsys):
     out = tmp_path / "d.npy"
-    assert run_cli(["compare", "--steps", "3", "--out", str(out), "--json"], monkeypatch) == 0
+    assert main(["compare", "--steps", "3", "--out", str(out), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["programs"] == ["origin", "IV-IV"] and record["prompt"] == "a bright blob moving right"
 
 
-def test_bad_requests(toy, tmp_path, monkeypatch, capsys):
+def test_bad_requests(toy, tmp_path, capsys):
     with pytest.raises(ValueError, match="--programs: a program is listed twice in IV-IV, origin, IV-IV"):
         compare(toy, "a blob", ["IV-IV", "origin", "IV-IV"])
     with pytest.raises(ValueError, match="compare needs one non-empty prompt"):
         compare(toy, " ", ["origin"])
     with pytest.raises(TypeError, match="does not take latents"):
         compare(toy, "a bright blob moving right", ["origin"], latents=None)
-    assert run_cli(["compare", "--out", str(tmp_path / "x.png")], monkeypatch) == 2
+    assert main(["compare", "--out", str(tmp_path / "x.png")]) == 2
     assert "unknown file type '.png'" in capsys.readouterr().err

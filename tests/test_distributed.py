@@ -10,16 +10,11 @@ import sys
 
 import pytest
 
-from ivmixed import cli
 from ivmixed.batch import INDEX_FILE, plan_jobs
 from ivmixed.prompts import items_from_prompts
 
 PROMPTS = ["a bright blob moving right", "a dark blob moving left", "a bright blob moving up", "a dark blob moving down"]
 SMALL_ARGS = ["--steps", "4", "--frames", "4", "--height", "8", "--width", "8"]
-RUNNER = """import sys, ivmixed.cli as c
-c.COMMANDS = tuple(dict.fromkeys(c.COMMANDS + ("batch", "compare")))
-raise SystemExit(c.main(sys.argv[1:]))
-"""
 
 
 def free_port():
@@ -28,25 +23,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def target(tmp_path):
-    """``-m ivmixed`` once cli.COMMANDS lists batch; until then a script that is the same command."""
-    if "batch" in cli.COMMANDS:
-        return ["-m", "ivmixed"]
-    script = tmp_path / "ivmixed_cli.py"
-    script.write_text(RUNNER)
-    return [str(script)]
-
-
-def launcher(kind, tmp_path):
+def launcher(kind):
     bindir = os.path.dirname(sys.executable)
     if kind == "accelerate":
         # on a machine without CUDA, --multi_gpu is what starts N processes (through torchrun, gloo backend);
         # --cpu alone starts one unless an MPI hostfile is given
         exe = shutil.which("accelerate", path=bindir) or shutil.which("accelerate")
         return [exe, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no", "--main_process_port", str(free_port()), *target(tmp_path)]
+                "--dynamo_backend", "no", "--main_process_port", str(free_port()), "-m", "ivmixed"]
     exe = shutil.which("torchrun", path=bindir) or shutil.which("torchrun")
-    return [exe, "--nproc_per_node", "2", "--master_port", str(free_port()), *target(tmp_path)]
+    return [exe, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "ivmixed"]
 
 
 @pytest.mark.parametrize("kind", ["accelerate", "torchrun"])
@@ -54,7 +40,7 @@ def test_two_processes_take_disjoint_shares_whose_union_is_the_plan(kind, tmp_pa
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"{PROMPTS[i % 4]}\n" for i in range(10)))
     out = tmp_path / "out"
-    cmd = [*launcher(kind, tmp_path), "batch", str(prompts), "--programs", "origin,IV-IV", "--seeds", "2",
+    cmd = [*launcher(kind), "batch", str(prompts), "--programs", "origin,IV-IV", "--seeds", "2",
            "--out", str(out), "--format", "npy", "--quiet", *SMALL_ARGS]
     if None in cmd:
         pytest.skip(f"{kind} is not installed")

@@ -183,6 +183,7 @@ class AnimateDiffBackbone(DiffusersBackbone):
             idm_unet = require_json(source, "unet/config.json", "config.json")
             self._image_config = source
             idm_scheduler = None
+            logger.info("single-file image model: UNet config from %s; noise table assumed equal to the video model's", source.source)
         else:
             idm_unet = require_json(image, "unet/config.json", "config.json")
             idm_scheduler = image.read_json("scheduler/scheduler_config.json")
@@ -200,6 +201,7 @@ class AnimateDiffBackbone(DiffusersBackbone):
         from diffusers import AnimateDiffPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
 
         loc = self.locations
+        logger.info("loading %s on %s", ", ".join(f"{k}={v.describe()}" for k, v in loc.items()), self.device)
         kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=variant)
         parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
         try:

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -86,7 +86,7 @@ class MissingWeights(FileNotFoundError):
     """
 
     def __init__(self, backbone: str, missing: list[tuple[str, str, str, str]]):
-        self.backbone = backbone
+        self.backbone, self._entries = backbone, list(missing)
         self.missing = [(flag, value, reason) for _, flag, value, reason in missing]
         lines = [f"backbone '{backbone}' cannot find {len(missing)} of its models:"]
         for role, flag, value, reason in missing:
@@ -104,6 +104,9 @@ class MissingWeights(FileNotFoundError):
 
     def __str__(self) -> str:  # FileNotFoundError would prefix an errno
         return self.args[0]
+
+    def __reduce__(self):  # so the error survives being sent between processes
+        return (type(self), (self.backbone, self._entries))
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,7 @@ def _resolve_one(request: ModelRequest, allow_pickle: bool) -> Location:
         raise _NotFound(f"{value!r} is neither an existing path nor a Hugging Face model id (owner/name)")
     snapshot = _cached_snapshot(value, request.markers)
     if snapshot is not None:
+        logger.info("%s %s: found in the Hugging Face cache at %s", request.role, value, snapshot)
         return Location(request.option, value, snapshot, "folder")
     if hub_offline():
         raise _NotFound(f"not in the Hugging Face cache ({_cache_dir()}) and the hub is offline (HF_HUB_OFFLINE is set)")
@@ -242,6 +246,7 @@ def _resolve_one(request: ModelRequest, allow_pickle: bool) -> Location:
         raise _NotFound(
             f"not in the Hugging Face cache ({_cache_dir()}) and it cannot be downloaded ({type(exc).__name__}: {reason[:200]})"
         ) from None
+    logger.info("%s %s: not cached; it will be downloaded from the hub when it loads", request.role, value)
     return Location(request.option, value, value, "hub")
 
 

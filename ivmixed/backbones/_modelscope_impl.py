@@ -156,6 +156,7 @@ class ModelScopeBackbone(DiffusersBackbone):
             raise ImportError(f"this diffusers has no TextToVideoSDPipeline, which the modelscope backbone needs: {exc}") from exc
 
         video, image = self.locations["model"], self.locations["image_model"]
+        logger.info("loading model=%s, image_model=%s on %s", video.describe(), image.describe(), self.device)
         kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=variant)
         verbosity = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()  # the pipeline class warns that it is deprecated; we only borrow its loader
