@@ -100,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: tiny models, steady timings)")
-    parser.add_argument("--models", type=Path, help="a folder of tiny models built by tests/tiny_models.py (default: build them now)")
+    parser.add_argument("--models", type=Path, help="a folder of tiny models built by ivmixed.testing.tiny (default: build them now)")
     parser.add_argument("--backbones", default="animatediff,modelscope")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     import torch
 
-    import tiny_models
+    from ivmixed.testing import tiny as tiny_models
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

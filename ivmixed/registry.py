@@ -92,7 +92,11 @@ class BackboneSpec:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
     def availability(self) -> dict[str, Any]:
-        """Whether this backbone can run here: requirements importable, CUDA present, default weights local."""
+        """Whether this backbone can run here: requirements importable and default weights local.
+
+        ``cuda`` says whether a GPU is present; a backbone that prefers one still runs on the CPU, slowly,
+        which ``note`` says.
+        """
         missing = self.missing_requirements()
         cuda = None
         if importlib.util.find_spec("torch") is not None:
@@ -100,8 +104,9 @@ class BackboneSpec:
 
             cuda = bool(torch.cuda.is_available())
         weights = {option: weights_are_local(model_id, self.weight_files.get(option)) for option, model_id in self.default_models.items()}
-        ready = not missing and all(weights.values()) and (cuda or not self.prefers_cuda)
-        return {"requirements_missing": missing, "cuda": cuda, "weights_local": weights, "can_run": ready}
+        ready = not missing and all(weights.values())
+        note = "runs on the CPU, slowly (no CUDA here)" if ready and self.prefers_cuda and not cuda else ""
+        return {"requirements_missing": missing, "cuda": cuda, "weights_local": weights, "can_run": ready, "note": note}
 
 
 @dataclass(frozen=True)

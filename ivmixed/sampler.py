@@ -28,7 +28,9 @@ class SubStepEvent:
     """One executed sub-step, as reported to the ``callback``.
 
     ``substep`` is the index inside the step's zigzag; the standard step is reported with
-    ``letter="S"``, ``model="vdm"``, ``direction="go"`` and ``substep`` equal to the zigzag's length.
+    ``letter="S"``, ``model="vdm"``, ``direction="go"``, ``substep`` equal to the zigzag's length and
+    ``t_to`` the next grid timestep (where the next step starts; the scheduler decides the level it
+    actually lands on, e.g. diffusers' DDIM with "linspace" spacing moves to t − T//N).
     ``scale`` is the signed guidance scale used (negative on inversion sub-steps; 0 for R).
     """
 
@@ -57,6 +59,7 @@ def _check_finite(x: torch.Tensor, event: SubStepEvent) -> None:
         )
 
 
+@torch.no_grad()
 def run_program(
     program: Program,
     *,

@@ -1,8 +1,8 @@
 """Shared pytest fixtures. Tests never reach the network: the Hugging Face hub is put offline here.
 
-Tiny diffusers models (see ``tests/tiny_models.py``) are built once per session into a temporary folder:
+Tiny diffusers models (see :mod:`ivmixed.testing.tiny`) are built once per session into a temporary folder:
 
-- ``tiny_models``: every folder (a :class:`tiny_models.TinyModels`);
+- ``tiny_models``: every folder (a :class:`ivmixed.testing.tiny.TinyModels`);
 - ``tiny_animatediff``, ``tiny_modelscope``: ready backbone options (``ivmixed.load(name, **options)``);
 - ``tiny_sd15``: an SD1.5-layout pipeline folder;
 - ``torch_single_thread``: run a test with one torch thread (tiny models are dominated by thread
@@ -12,19 +12,17 @@ Tiny diffusers models (see ``tests/tiny_models.py``) are built once per session 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-sys.path.insert(0, str(Path(__file__).parent))  # so test modules can `import tiny_models`
 
 import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    import tiny_models as builders
+    from ivmixed.testing import tiny as builders
 
     return builders.build_all(tmp_path_factory.mktemp("tiny_models"))
 

@@ -69,7 +69,7 @@ def full_size(tmp_path_factory):
     free, total = torch.cuda.mem_get_info()
     if total < 16 * 2**30:
         pytest.skip(f"full-size UNets need a GPU with 16 GiB or more; this one has {total / 2**30:.0f} GiB")
-    import tiny_models
+    from ivmixed.testing import tiny as tiny_models
 
     return tiny_models.save_full_size(tmp_path_factory.mktemp("full_size"))
 

@@ -28,6 +28,7 @@ matmul with a circulant ``(H·W, H·W)`` matrix per frame plus an index gather a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -256,17 +257,24 @@ def _bump_matrix(height: int, width: int, blob_width: float, dtype, device) -> t
 
 @dataclass
 class _Geometry:
-    """Index tables of one clip size: where the blob of trajectory (d, p) is at frame f, and back."""
+    """Index tables of one clip size: where the blob of trajectory (d, p0) is at frame f, and back.
+
+    With B the circulant bump matrix and y_f the frames, translation invariance on the torus gives
+    x·U_(d,p0) = (Σ_f y_f[p0 + f·d]) @ B and (Σ_(d,p0) w_(d,p0) U_(d,p0))_f = Σ_d (w_d @ B)[q − f·d]; the two
+    flat index tables below are those shifts, so each is one ``index_select``.
+    """
 
     frames: int
     height: int
     width: int
     traj: torch.Tensor  # (F, D·P) long: pixel of trajectory (d, p0) at frame f
-    inv: torch.Tensor  # (D, F, P) long: start p0 of the direction-d trajectory that is at pixel q at frame f
+    align: torch.Tensor  # (D·F·P,) long: index into y (F·P) of pixel p0 + f·d of frame f
+    place: torch.Tensor  # (D·F·P,) long: index into w (D·P) of start q − f·d of direction d
 
     @classmethod
     def build(cls, frames: int, height: int, width: int, speed: int, device) -> "_Geometry":
-        p = torch.arange(height * width)
+        pixels = height * width
+        p = torch.arange(pixels)
         r0, c0 = p // width, p % width
         f = torch.arange(frames)
         moves = torch.tensor(list(DIRECTIONS.values()))  # (D, 2)
@@ -275,12 +283,28 @@ class _Geometry:
         at = ((r0[None, None] + dr) % height) * width + (c0[None, None] + dc) % width  # (D, F, P): pixel at frame f
         back = ((r0[None, None] - dr) % height) * width + (c0[None, None] - dc) % width  # (D, F, P): start p0
         traj = at.permute(1, 0, 2).reshape(frames, -1)  # (F, D·P)
-        return cls(frames, height, width, traj.to(device), back.to(device))
+        align = (f[None, :, None] * pixels + at).reshape(-1)
+        place = (torch.arange(len(DIRECTIONS))[:, None, None] * pixels + back).reshape(-1)
+        return cls(frames, height, width, traj.to(device), align.to(device), place.to(device))
 
 
 # ------------------------------------------------------------------------------------------------
 # Exact scores
 # ------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _intra_op_threads(threads: int | None):
+    """Run torch with ``threads`` intra-op threads inside the block (None: leave the setting alone)."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -298,8 +322,9 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
 class _MixtureScore:
     """Shared parts of the two exact score models: the ᾱ table, the blob, dtype and device."""
 
-    def __init__(self, world: ToyWorld, blob: tuple[float, float], alphas_cumprod: torch.Tensor, dtype, device):
+    def __init__(self, world: ToyWorld, blob: tuple[float, float], alphas_cumprod: torch.Tensor, dtype, device, threads=None):
         self.world = world
+        self.threads = threads
         self.blob_width, self.contrast = blob
         self.dtype, self.device = dtype, device
         self.alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float64)
@@ -315,6 +340,13 @@ class _MixtureScore:
         alpha, s = math.sqrt(abar), math.sqrt(max(0.0, 1.0 - abar))
         return alpha, s, abar * self.world.spread**2 + (1.0 - abar)
 
+    def __call__(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+        with _intra_op_threads(self.threads):
+            return self._eps(x, t, cond)
+
+    def _eps(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def _logits(self, corr: torch.Tensor, alpha: float, v: float, norm2: float) -> torch.Tensor:
         """(α x·μ − α² ‖μ‖² / 2) / v per appearance: ``corr`` (R, …) → (R, A, …); μ = background + sign·contrast·U."""
         amp = (self.signs * self.contrast).reshape(1, -1, *([1] * (corr.dim() - 1)))
@@ -327,33 +359,31 @@ class VideoScore(_MixtureScore):
     ``cond``: ``(R, A, D)`` bool, the (appearance, direction) pairs each of the R rows allows.
     """
 
-    def __init__(self, world: ToyWorld, alphas_cumprod: torch.Tensor, dtype, device):
-        super().__init__(world, world.vdm_blob, alphas_cumprod, dtype, device)
+    def __init__(self, world: ToyWorld, alphas_cumprod: torch.Tensor, dtype, device, threads=None):
+        super().__init__(world, world.vdm_blob, alphas_cumprod, dtype, device, threads)
 
     @functools.lru_cache(maxsize=8)
     def geometry(self, frames: int, height: int, width: int) -> _Geometry:
         return _Geometry.build(frames, height, width, self.world.speed, self.device)
 
-    def __call__(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+    def _eps(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
         n, c, f, h, w = x.shape
         geo, bumps = self.geometry(f, h, w), self.bumps(h, w)
         alpha, s, v = self.levels(t)
         xx = x.to(self.dtype)
         y = (xx - alpha * self.world.background).reshape(n * c, f, h * w)  # (R, F, P)
-        rows = y.shape[0]
-        # 1. x·U_(d,p0) for every trajectory: per-frame correlation with the bump, summed along the trajectory
-        corr_frames = y @ bumps  # (R, F, P): x_f · b_q for every pixel q
-        corr = corr_frames.gather(2, geo.traj.expand(rows, -1, -1)).sum(1)  # (R, D·P)
-        num_dirs = len(DIRECTIONS)
-        corr = corr.reshape(rows, num_dirs, h * w)
+        rows, pixels, num_dirs = y.shape[0], h * w, len(DIRECTIONS)
+        # 1. x·U_(d,p0) for every trajectory: frames shifted back along each direction, summed, blurred
+        aligned = y.reshape(rows, f * pixels).index_select(1, geo.align).reshape(rows, num_dirs, f, pixels).sum(2)
+        corr = aligned @ bumps  # (R, D, P)
         norm2 = f * float(bumps[0] @ bumps[0])  # ‖U‖², the same for every trajectory on a torus
         logits = self._logits(corr, alpha, v, norm2)  # (R, A, D, P)
         allowed = cond.to(self.device).repeat_interleave(c, 0)[..., None]  # (R, A, D, 1)
         r = _softmax(logits.masked_fill(~allowed, float("-inf")).reshape(rows, -1)).reshape(logits.shape)
-        # 2. Σ_k r_k μ_k: per-trajectory weights (signed by appearance), placed along the trajectories, blurred
+        # 2. Σ_k r_k μ_k: per-trajectory weights (signed by appearance), blurred, placed along the trajectories
         weight = (r * (self.signs * self.contrast)[None, :, None, None]).sum(1)  # (R, D, P)
-        placed = weight.gather(2, geo.inv.reshape(1, num_dirs, -1).expand(rows, -1, -1))  # (R, D, F·P)
-        mean = placed.reshape(rows, num_dirs, f, h * w).sum(1) @ bumps + self.world.background  # (R, F, P)
+        blurred = (weight @ bumps).reshape(rows, num_dirs * pixels)
+        mean = blurred.index_select(1, geo.place).reshape(rows, num_dirs, f, pixels).sum(1) + self.world.background
         eps = s * (xx.reshape(rows, f, h * w) - alpha * mean) / v
         return eps.reshape(n, c, f, h, w).to(x.dtype)
 
@@ -365,10 +395,10 @@ class ImageScore(_MixtureScore):
     ``cond``: ``(R', A)`` bool with R a multiple of R' (one row per clip is repeated over its frames).
     """
 
-    def __init__(self, world: ToyWorld, alphas_cumprod: torch.Tensor, dtype, device):
-        super().__init__(world, world.idm_blob, alphas_cumprod, dtype, device)
+    def __init__(self, world: ToyWorld, alphas_cumprod: torch.Tensor, dtype, device, threads=None):
+        super().__init__(world, world.idm_blob, alphas_cumprod, dtype, device, threads)
 
-    def __call__(self, images: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+    def _eps(self, images: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
         n, c, h, w = images.shape
         bumps = self.bumps(h, w)
         alpha, s, v = self.levels(t)
@@ -497,8 +527,9 @@ class ToyBackbone(Backbone):
     (``frames``, ``height``, ``width``, ``blob_width``, ``contrast``, ``background``, ``spread``, ``mismatch``,
     ``vdm_blob_width``, ``vdm_contrast``, ``speed``, ``beta_start``, ``beta_end``), ``guidance`` (ω of the
     standard step, default 7.5), ``steps`` (default 50), ``program`` (default ``IV-IV``), ``fps`` (default 4),
-    ``dtype`` (``float64`` default — the scores are exact to ~1e-12 — or ``float32``, about twice as fast)
-    and ``device``.
+    ``dtype`` (``float64`` default, exact to ~1e-12; ``float32`` agrees to ~1e-5), ``device``, and ``threads``
+    (torch intra-op threads while a score is evaluated, default 1: the world's tensors are so small that
+    thread synchronisation costs more than it saves, and on a busy machine far more; None leaves torch's setting).
     """
 
     name = "toy"
@@ -528,6 +559,7 @@ class ToyBackbone(Backbone):
         fps: int = 4,
         dtype: str | torch.dtype = "float64",
         device: str | torch.device = "cpu",
+        threads: int | None = 1,
     ):
         self.world = ToyWorld.named(
             world,
@@ -558,8 +590,10 @@ class ToyBackbone(Backbone):
             guidance=float(guidance), program=program, fps=fps,
         )
         table = self.make_scheduler().alphas_cumprod
-        self.vdm = VideoScore(self.world, table, self.dtype, self.device)
-        self.image_model = ImageScore(self.world, table, self.dtype, self.device)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"toy backbone: threads must be an integer >= 1 or None, got {threads!r}")
+        self.vdm = VideoScore(self.world, table, self.dtype, self.device, threads)
+        self.image_model = ImageScore(self.world, table, self.dtype, self.device, threads)
         self.idm = ImageOnVideo(self.image_model)
 
     # -- Backbone interface ------------------------------------------------------------------------

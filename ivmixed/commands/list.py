@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         missing_weights = [k for k, ok in r["weights_local"].items() if not ok]
         if missing_weights:
             reasons.append("weights not found locally: " + ", ".join(f"{k}={r['default_models'][k]}" for k in missing_weights))
-        if r["cuda"] is False:
-            reasons.append("no CUDA")
+        if r.get("note"):
+            reasons.append(r["note"])
         print(f"{head}  [{verdict}{' — ' + '; '.join(reasons) if reasons else ''}]")
         if r["summary"]:
             print(f"    {r['summary']}")

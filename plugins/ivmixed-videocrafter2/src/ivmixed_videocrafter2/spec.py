@@ -1,0 +1,27 @@
+"""Registry entry of the ``videocrafter2`` backbone (light: no torch or diffusers at import time)."""
+
+from __future__ import annotations
+
+from ivmixed.registry import BackboneSpec
+
+#: the released pairing (reference-code notes §1.3 / §3): ViCo's diffusers port of the VideoCrafter2 UNet,
+#: zeroscope's text encoder, tokenizer, VAE and scheduler config, Realistic Vision V6.0 B1 as the image model
+DEFAULT_MODEL = "adamdad/videocrafterv2_diffusers"
+DEFAULT_COMPONENTS = "cerspense/zeroscope_v2_576w"
+DEFAULT_IMAGE_MODEL = "SG161222/Realistic_Vision_V6.0_B1_noVAE"
+
+SPEC = BackboneSpec(
+    name="videocrafter2",
+    factory="ivmixed_videocrafter2.backbone:VideoCrafter2Backbone",
+    summary="VideoCrafter2 (fps-conditioned UNet) mixed with Realistic Vision V6.0 B1; SDE-DPM-Solver++ 2M, ω 9",
+    roles={
+        "vdm": f"VideoCrafter2 UNet ({DEFAULT_MODEL}) with the text encoder, tokenizer, VAE and scheduler of {DEFAULT_COMPONENTS}",
+        "idm": f"SD1.5-architecture pipeline ({DEFAULT_IMAGE_MODEL}) with its own text encoder",
+    },
+    default_models={"model": DEFAULT_MODEL, "components": DEFAULT_COMPONENTS, "image_model": DEFAULT_IMAGE_MODEL},
+    weight_files={"model": "config.json", "components": "model_index.json", "image_model": "model_index.json"},
+    requires=("torch", "diffusers", "transformers"),
+    install_hint="pip install ivmixed-videocrafter2 (from plugins/ivmixed-videocrafter2 in the ivmixed repository)",
+    prefers_cuda=True,
+    size_multiple=8,
+)
