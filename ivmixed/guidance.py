@@ -43,8 +43,9 @@ def guided(model: ScoreModel, x: torch.Tensor, t: int, cond: Any, scale: float) 
 class ImageOnVideo:
     """Runs an image score model frame by frame on video latents: ``(N, C, F, H, W)`` -> ``(N·F, C, H, W)`` and back.
 
-    ``image_eps(images, t, cond)`` receives the folded batch; ``cond`` is passed through unchanged (backbones
-    prepare image conditioning already repeated per frame, in the folded order).
+    ``image_eps(images, t, cond)`` receives the folded batch (frame index fastest); ``cond`` is passed through
+    unchanged, one row per clip of the doubled batch, and the image model pairs each row with that clip's
+    frames (e.g. ``repeat_interleave(num_frames)`` of text embeddings).
     """
 
     def __init__(self, image_eps: Callable[[torch.Tensor, int, Any], torch.Tensor]):

@@ -190,10 +190,19 @@ def plot(rows: Sequence[dict[str, Any]], path=None, *, x: str = "frame_error", y
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for r in points:
+    # a label goes above its point unless a nearby point's label is there already; then below, then further out
+    x_span = (max(r[x] for r in points) - min(r[x] for r in points)) or 1.0
+    y_span = (max(r[y] for r in points) - min(r[y] for r in points)) or 1.0
+    slots = (5, -13, 14, -22, 23, -31)
+    placed: list[tuple[float, float, int]] = []  # (x, y, slot) of the labels so far
+    for r in sorted(points, key=lambda r: r[x]):
         marker = "s" if r["program"] == "origin" else "o"
         ax.errorbar(r[x], r[y], xerr=r.get(f"{x}_ci95") or 0, yerr=r.get(f"{y}_ci95") or 0, fmt=marker, capsize=3)
-        ax.annotate(r["program"], (r[x], r[y]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        near = {s for px, py, s in placed if abs(px - r[x]) < 0.12 * x_span and abs(py - r[y]) < 0.05 * y_span}
+        slot = next((s for s in range(len(slots)) if s not in near), 0)
+        placed.append((r[x], r[y], slot))
+        ax.annotate(r["program"], (r[x], r[y]), textcoords="offset points", xytext=(4, slots[slot]), fontsize=8)
+    ax.margins(x=0.08, y=0.12)
     ax.set_xlabel(f"{x.replace('_', ' ')} (lower is better)")
     ax.set_ylabel(f"{y.replace('_', ' ')} (higher is better)")
     if title:

@@ -21,6 +21,7 @@ from ivmixed.backbones.toyworld import (
 )
 from ivmixed.sampler import run_program
 from ivmixed.schedules import GuidanceTable, Ramp
+from ivmixed.testing import BackboneContract
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,36 @@ def test_backbone_basics(toy):
     assert float(frames.min()) == 0.0 and float(frames.max()) == 1.0
     d = toy.describe()
     assert d["backbone"] == "toy" and d["world"] == "default" and d["world_parameters"]["vdm_blob_width"] == 1.5
+
+
+def test_world_parameters_are_checked():
+    assert ToyWorld().vdm_blob == (1.5, 0.6)
+    assert ToyWorld(mismatch=0.0).vdm_blob == ToyWorld().idm_blob
+    assert ToyWorld(vdm_blob_width=3.0, vdm_contrast=0.2).vdm_blob == (3.0, 0.2)
+    for bad, message in (({"spread": 0}, "spread must be > 0"), ({"frames": 0}, "frames must be an integer >= 1"),
+                         ({"mismatch": -1}, "mismatch must be >= 0"), ({"beta_end": 2}, "0 < beta_start < beta_end < 1")):
+        with pytest.raises(ValueError, match=message):
+            ToyWorld(**bad)
+    with pytest.raises(ValueError, match="toy world has no parameter"):
+        ToyWorld.named("default", colour=1)
+
+
+def test_conditioning_is_the_doubled_batch_of_allowed_components(toy):
+    cond = toy.encode(["a bright blob moving left", "a blob moving up"], ["a dark blob", ""])
+    assert cond.vdm.shape == (4, 2, 4) and cond.idm.shape == (4, 2)
+    assert cond.vdm[0].tolist() == [[False] * 4, [True] * 4]  # negative prompt "a dark blob": the dark mixture
+    assert bool(cond.vdm[1].all())  # "" is the mixture over every prompt
+    assert cond.vdm[2].tolist() == [[True, False, False, False], [False] * 4]
+    assert cond.vdm[3].tolist() == [[False, False, True, False]] * 2
+    assert cond.idm.tolist() == [[False, True], [True, True], [True, False], [True, True]]
+
+
+class TestToyContract(BackboneContract):
+    """The conformance suite every backbone passes, run on the toy world through the registry."""
+
+    name = "toy"
+    size = dict(frames=3, height=8, width=8, steps=4)
+    prompts = ("a bright blob moving left", "a dark blob moving up")
 
 
 # -- exact scores against a brute-force mixture --------------------------------------------------

@@ -22,15 +22,15 @@ The world (SPEC §4; every constant below is a parameter of :class:`ToyWorld`):
 
 (The term ‖x‖² is common to every component and dropped, which keeps float32 free of cancellation.)
 All components are translates of one template on the torus, so x·μ_k for every start position is one
-matmul with a circulant ``(H·W, H·W)`` matrix per frame plus an index gather along the trajectories, and
-Σ r_k μ_k is the transposed pair: no Python loop over mixture components anywhere.
+``index_select`` (the frames shifted back along each direction and summed) and one matmul with the
+circulant ``(H·W, H·W)`` bump matrix, and Σ r_k μ_k is the transposed pair: no Python loop over mixture
+components anywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 import re
 from dataclasses import dataclass
@@ -48,8 +48,14 @@ __all__ = [
     "WORLDS",
     "ToyWorld",
     "ToyBackbone",
+    "VideoScore",
+    "ImageScore",
     "PromptSet",
     "parse_prompt",
+    "vocabulary",
+    "all_prompts",
+    "clip_metrics",
+    "render",
     "make_scheduler",
 ]
 
@@ -329,10 +335,14 @@ class _MixtureScore:
         self.dtype, self.device = dtype, device
         self.alphas_cumprod = alphas_cumprod.to(device=device, dtype=torch.float64)
         self.signs = torch.tensor(list(APPEARANCES.values()), dtype=dtype, device=device)  # (A,)
+        self._cache: dict[tuple, Any] = {}
 
-    @functools.lru_cache(maxsize=8)
     def bumps(self, height: int, width: int) -> torch.Tensor:
-        return _bump_matrix(height, width, self.blob_width, self.dtype, self.device)
+        """The circulant bump matrix of this model's blob for one frame size (built once)."""
+        key = ("bumps", height, width)
+        if key not in self._cache:
+            self._cache[key] = _bump_matrix(height, width, self.blob_width, self.dtype, self.device)
+        return self._cache[key]
 
     def levels(self, t: int) -> tuple[float, float, float]:
         """α = sqrt(ᾱ_t), s = sqrt(1 − ᾱ_t) and v = α² τ² + s² at integer level t (t < 0: ᾱ = 1)."""
@@ -362,9 +372,12 @@ class VideoScore(_MixtureScore):
     def __init__(self, world: ToyWorld, alphas_cumprod: torch.Tensor, dtype, device, threads=None):
         super().__init__(world, world.vdm_blob, alphas_cumprod, dtype, device, threads)
 
-    @functools.lru_cache(maxsize=8)
     def geometry(self, frames: int, height: int, width: int) -> _Geometry:
-        return _Geometry.build(frames, height, width, self.world.speed, self.device)
+        """The trajectory index tables of one clip size (built once)."""
+        key = ("geometry", frames, height, width)
+        if key not in self._cache:
+            self._cache[key] = _Geometry.build(frames, height, width, self.world.speed, self.device)
+        return self._cache[key]
 
     def _eps(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
         n, c, f, h, w = x.shape
@@ -527,7 +540,7 @@ class ToyBackbone(Backbone):
     (``frames``, ``height``, ``width``, ``blob_width``, ``contrast``, ``background``, ``spread``, ``mismatch``,
     ``vdm_blob_width``, ``vdm_contrast``, ``speed``, ``beta_start``, ``beta_end``), ``guidance`` (ω of the
     standard step, default 7.5), ``steps`` (default 50), ``program`` (default ``IV-IV``), ``fps`` (default 4),
-    ``dtype`` (``float64`` default, exact to ~1e-12; ``float32`` agrees to ~1e-5), ``device``, and ``threads``
+    ``dtype`` (``float64`` default, exact to ~1e-12; ``float32`` agrees to ~1e-6 relative), ``device``, and ``threads``
     (torch intra-op threads while a score is evaluated, default 1: the world's tensors are so small that
     thread synchronisation costs more than it saves, and on a busy machine far more; None leaves torch's setting).
     """

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.backbone)
     precheck(spec, args, programs)
     zigzag = zigzag_table(args)
-    backbone = spec.load(**backbone_options(args))
+    options = backbone_options(args)
+    backbone = spec.load(**options)
 
     rows = sweep(
         backbone,
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         if not any(r.get("frame_error") is not None and r.get("coherence") is not None for r in rows):
             raise ValueError(f"--plot: backbone '{spec.name}' reports no frame_error/coherence metrics to plot")
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        plot(rows, args.plot, title=f"{spec.name}: {args.seeds} seeds")
+        settings = "".join(f", {key}={value}" for key, value in options.items())
+        plot(rows, args.plot, title=f"{spec.name}{settings}: {args.seeds} seeds, {len(rows[0:1]) and rows[0]['clips'] // args.seeds} clips each")
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
