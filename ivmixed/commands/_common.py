@@ -110,6 +110,38 @@ def resolve_spec(name: str) -> BackboneSpec:
     return get_spec(name)
 
 
+def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``Backbone.generate`` that the sampling options give (None: the backbone's default)."""
+    return {
+        "steps": args.steps,
+        "frames": args.frames,
+        "height": args.height,
+        "width": args.width,
+        "guidance": args.guidance,
+        "zigzag": zigzag_table(args),
+        "negative_prompt": args.negative_prompt,
+    }
+
+
+def load_checked(args: argparse.Namespace, programs: list[Program]):
+    """Check everything that needs no model (backbone name, sizes, steps, programs), then load the backbone once."""
+    spec = resolve_spec(args.backbone)
+    precheck(spec, args, programs)
+    options = backbone_options(args)
+    zigzag_table(args)  # a malformed ramp is refused before the models load
+    return spec, options, spec.load(**options)
+
+
+def summary(video) -> str:
+    """One line about a generated video: cost, time and the backbone's metrics."""
+    cost = video.cost
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in (video.metrics or {}).items() if isinstance(v, (int, float)))
+    return (
+        f"cost {cost['idm_image_evals']} IDM image evals, {cost['vdm_clip_evals']} VDM clip evals"
+        f" | {video.timings['total_s']:.2f}s" + (f" | {metrics}" if metrics else "")
+    )
+
+
 def parse_programs(text: str) -> list[Program]:
     """A comma-separated list of programs (program text itself never contains a comma)."""
     items = [item.strip() for item in text.split(",")]

@@ -14,7 +14,7 @@ import sys
 
 from ..batch import BATCH_FORMATS, SEED_MODES, batch_status, detect_shard, run_batch
 from ..prompts import read_prompts
-from ._common import add_backbone_arguments, add_sampling_arguments, backbone_options, parse_programs, precheck, resolve_spec, zigzag_table
+from ._common import add_backbone_arguments, add_sampling_arguments, backbone_options, parse_programs, precheck, resolve_spec, sampling_kwargs
 
 EPILOG = """examples:
   ivmixed batch prompts.txt --programs origin,IV-IV --seeds 3 --out runs/demo
@@ -110,14 +110,8 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         progress=not args.quiet and not args.json,
         command=shlex.join(["ivmixed", *sys.argv[1:]]),
-        steps=args.steps,
-        frames=args.frames,
-        height=args.height,
-        width=args.width,
-        guidance=args.guidance,
-        zigzag=zigzag_table(args),
-        negative_prompt=args.negative_prompt,
         preset=args.preset,
+        **sampling_kwargs(args),
         **common,
     )
     if args.json:

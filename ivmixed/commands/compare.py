@@ -8,7 +8,7 @@ import sys
 
 from ..compare import compare
 from ..io import check_output_path, manifest_path
-from ._common import add_backbone_arguments, add_sampling_arguments, backbone_options, parse_programs, precheck, resolve_spec, zigzag_table
+from ._common import add_backbone_arguments, add_sampling_arguments, load_checked, parse_programs, sampling_kwargs, summary
 
 
 def register(sub) -> None:
@@ -29,11 +29,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_path(args.out)
     if args.num_videos != 1:
         raise ValueError("compare makes one video per program: --num-videos must be 1")
-    spec = resolve_spec(args.backbone)
     programs = parse_programs(args.programs) if args.programs else None
-    precheck(spec, args, programs or [])
-    zigzag = zigzag_table(args)
-    backbone = spec.load(**backbone_options(args))
+    _, _, backbone = load_checked(args, programs or [])
     if programs is None:
         programs = parse_programs(f"origin,{backbone.defaults.program}") if backbone.defaults.program != "origin" else parse_programs("origin")
     prompt = args.prompt or getattr(backbone, "example_prompt", None) or "a video"
@@ -43,14 +40,8 @@ def run(args: argparse.Namespace) -> int:
         programs,
         seed=args.seed,
         progress=not args.quiet and not args.json,
-        steps=args.steps,
-        frames=args.frames,
-        height=args.height,
-        width=args.width,
-        guidance=args.guidance,
-        zigzag=zigzag,
-        negative_prompt=args.negative_prompt,
         preset=args.preset,
+        **sampling_kwargs(args),
     )
     record = result.save(out)
     if args.json:
@@ -59,10 +50,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} and {manifest_path(out)}", file=sys.stderr)
     print(f"{prompt!r}, seed {args.seed}")
     for program, video in zip(result.programs, result.videos):
-        cost = video.cost
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in (video.metrics or {}).items() if isinstance(v, (int, float)))
-        print(
-            f"  {str(program):<24} cost {cost['idm_image_evals']} IDM image evals, {cost['vdm_clip_evals']} VDM clip evals"
-            f" | {video.timings['total_s']:.2f}s" + (f" | {metrics}" if metrics else "")
-        )
+        print(f"  {str(program):<24} {summary(video)}")
     return 0

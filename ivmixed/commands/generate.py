@@ -8,7 +8,7 @@ import sys
 
 from ..io import check_output_path, manifest_path
 from ..program import parse
-from ._common import add_backbone_arguments, add_sampling_arguments, backbone_options, precheck, resolve_spec, zigzag_table
+from ._common import add_backbone_arguments, add_sampling_arguments, load_checked, sampling_kwargs, summary
 
 
 def register(sub) -> None:
@@ -26,39 +26,22 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     # everything that can be checked without a model is checked first
     out = check_output_path(args.out)
-    spec = resolve_spec(args.backbone)
     program = parse(args.program) if args.program else None
-    precheck(spec, args, [program] if program else [])
-    zigzag = zigzag_table(args)
-    options = backbone_options(args)
-
-    backbone = spec.load(**options)
+    _, _, backbone = load_checked(args, [program] if program else [])
     prompts = args.prompt or [getattr(backbone, "example_prompt", None) or "a video"]
     video = backbone.generate(
         prompts if len(prompts) > 1 else prompts[0],
         program=program,
         preset=args.preset,
         seed=args.seed,
-        steps=args.steps,
-        frames=args.frames,
-        height=args.height,
-        width=args.width,
-        guidance=args.guidance,
-        zigzag=zigzag,
-        negative_prompt=args.negative_prompt,
         num_videos_per_prompt=args.num_videos,
         progress=not args.quiet and not args.json,
+        **sampling_kwargs(args),
     )
     record = video.save(out)
     if args.json:
         print(json.dumps(record, indent=2, default=str))
     else:
-        metrics = record.get("metrics") or {}
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
         print(f"wrote {out} and {manifest_path(out)}", file=sys.stderr)
-        print(
-            f"{record['program']} | seed {record['seed']} | cost {record['cost']['idm_image_evals']} IDM image evals, "
-            f"{record['cost']['vdm_clip_evals']} VDM clip evals | {record['timings']['total_s']:.2f}s"
-            + (f" | {shown}" if shown else "")
-        )
+        print(f"{record['program']} | seed {record['seed']} | {summary(video)}")
     return 0

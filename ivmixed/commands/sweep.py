@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..sweep import PAPER_FORMS, format_table, plot, sweep
-from ._common import add_backbone_arguments, add_sampling_arguments, backbone_options, parse_programs, precheck, resolve_spec, zigzag_table
+from ._common import add_backbone_arguments, add_sampling_arguments, load_checked, parse_programs, sampling_kwargs
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -47,11 +47,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--plot {args.plot}: use a file name ending in {', '.join(PLOT_SUFFIXES)}")
         if importlib.util.find_spec("matplotlib") is None:
             raise ImportError("--plot needs matplotlib: pip install 'ivmixed[notebooks]'")
-    spec = resolve_spec(args.backbone)
-    precheck(spec, args, programs)
-    zigzag = zigzag_table(args)
-    options = backbone_options(args)
-    backbone = spec.load(**options)
+    spec, options, backbone = load_checked(args, programs)
 
     rows = sweep(
         backbone,
@@ -59,14 +55,8 @@ def run(args: argparse.Namespace) -> int:
         range(args.seed_start, args.seed_start + args.seeds),
         prompts=args.prompt,
         progress=not args.quiet,
-        steps=args.steps,
-        frames=args.frames,
-        height=args.height,
-        width=args.width,
-        guidance=args.guidance,
-        zigzag=zigzag,
-        negative_prompt=args.negative_prompt,
         num_videos_per_prompt=args.num_videos,
+        **sampling_kwargs(args),
     )
     if args.plot:
         if not any(r.get("frame_error") is not None and r.get("coherence") is not None for r in rows):

@@ -6,8 +6,6 @@ Step index i = 0 is the noisiest step. Every ramp is built for the actual number
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
-
 __all__ = ["karras_ramp", "constant", "linear", "Ramp", "GuidanceTable", "from_released_knobs"]
 
 
