@@ -2,7 +2,8 @@
 
 Each sub-command lives in :mod:`ivmixed.commands` and registers itself with ``register(subparsers)``.
 Usage errors (bad program text, unknown backbone, bad sizes, missing weights) exit with status 2 and
-one clear message; failures while running exit with status 1.
+one clear message; NaN/Inf during sampling exits with status 1 and names the step and sub-step; any
+other failure shows its traceback. ``--verbose`` also shows the traceback behind a one-line error.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from importlib import import_module
 
 from . import __version__
@@ -40,8 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UsageError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"ivmixed {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # NaN/Inf during sampling: the message names the step and sub-step
+        if args.verbose:
+            traceback.print_exc()
+        print(f"ivmixed {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ivmixed: interrupted", file=sys.stderr)
         return 130

@@ -153,14 +153,12 @@ class Comparison:
 
     def save(self, path: str | os.PathLike, *, manifest: bool = True, fps: int | None = None) -> dict[str, Any]:
         """Write the side-by-side clip (``.gif``, ``.mp4``, or ``.npy`` float frames) and a manifest beside it."""
-        from .io import check_output_path, write_manifest, write_video
+        from .io import check_output_path, save_with_manifest
 
         path = check_output_path(path)
         clip, layout = self.tiled()
-        write_video(clip, path, fps=fps or self.videos[0].fps)
         record = {**self.manifest(), "layout": layout.as_dict(), "output": str(path)}
-        if manifest:
-            write_manifest(record, path)
+        save_with_manifest(clip, path, record if manifest else None, fps=fps or self.videos[0].fps)
         return record
 
 

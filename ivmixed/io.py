@@ -16,7 +16,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["VIDEO_SUFFIXES", "check_output_path", "write_video", "write_manifest", "manifest_path", "package_versions", "atomic_path"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "check_output_path",
+    "write_video",
+    "write_manifest",
+    "save_with_manifest",
+    "manifest_path",
+    "package_versions",
+    "atomic_path",
+]
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
 #: videos smaller than this on their short side are upscaled (nearest) by an integer factor when written as .gif/.mp4
@@ -33,6 +42,11 @@ def check_output_path(path: str | os.PathLike) -> Path:
         raise ValueError(f"--out {path}: {parent} is not a folder")
     if path.is_dir():
         raise ValueError(f"--out {path} is a folder; give a file name ending in {', '.join(VIDEO_SUFFIXES)}")
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"--out {path}: cannot write in {existing}")
     return path
 
 
@@ -50,19 +64,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; finished files get the usual permissions
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; finished files get the usual permissions
     try:
         yield tmp
+        with open(tmp, "rb") as fh:  # on disk before it gets the final name
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; done once, at import
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def _as_clips(frames: np.ndarray) -> np.ndarray:
@@ -93,29 +112,49 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 8) ->
     """
     path = check_output_path(path)
     clips = _as_clips(frames).astype(np.float32)
-    suffix = path.suffix.lower()
     with atomic_path(path) as tmp:
-        if suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, clips[0] if clips.shape[0] == 1 else clips)
-        else:
-            import imageio.v2 as imageio
+        _encode(clips, tmp, path.suffix.lower(), fps)
+    return path
 
-            clip = to_uint8(tile_clips(clips))
-            factor = max(1, -(-MIN_DISPLAY_SIZE // min(clip.shape[1], clip.shape[2])))
-            if factor > 1:
-                clip = clip.repeat(factor, axis=1).repeat(factor, axis=2)
-            if suffix == ".gif":
-                imageio.mimsave(tmp, list(clip), format="GIF", duration=1000 / fps, loop=0)
-            else:
-                if clip.shape[1] % 2 or clip.shape[2] % 2:  # yuv420p needs even sides
-                    clip = np.pad(clip, ((0, 0), (0, clip.shape[1] % 2), (0, clip.shape[2] % 2), (0, 0)), mode="edge")
-                writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=1, quality=8)
-                try:
-                    for frame in clip:
-                        writer.append_data(frame)
-                finally:
-                    writer.close()
+
+def _encode(clips: np.ndarray, out: Path, suffix: str, fps: int) -> None:
+    if suffix == ".npy":
+        with open(out, "wb") as fh:
+            np.save(fh, clips[0] if clips.shape[0] == 1 else clips)
+        return
+    import imageio.v2 as imageio
+
+    clip = to_uint8(tile_clips(clips))
+    factor = max(1, -(-MIN_DISPLAY_SIZE // min(clip.shape[1], clip.shape[2])))
+    if factor > 1:
+        clip = clip.repeat(factor, axis=1).repeat(factor, axis=2)
+    if suffix == ".gif":
+        imageio.mimsave(out, list(clip), format="GIF", duration=1000 / fps, loop=0)
+        return
+    if clip.shape[1] % 2 or clip.shape[2] % 2:  # yuv420p needs even sides
+        clip = np.pad(clip, ((0, 0), (0, clip.shape[1] % 2), (0, clip.shape[2] % 2), (0, 0)), mode="edge")
+    writer = imageio.get_writer(out, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=1, quality=8)
+    try:
+        for frame in clip:
+            writer.append_data(frame)
+    finally:
+        writer.close()
+
+
+def save_with_manifest(frames: np.ndarray, path: str | os.PathLike, record: dict[str, Any] | None, *, fps: int = 8) -> Path:
+    """Write a video and its manifest so that a video never stands beside another run's manifest.
+
+    The video is encoded completely first; then an old manifest is removed, the video renamed into place and
+    the new manifest written. A crash in between leaves a video without a manifest, never a mismatched pair.
+    """
+    path = check_output_path(path)
+    clips = _as_clips(frames).astype(np.float32)
+    with atomic_path(path) as tmp:
+        _encode(clips, tmp, path.suffix.lower(), fps)
+        if record is not None:
+            manifest_path(path).unlink(missing_ok=True)
+    if record is not None:
+        write_manifest(record, path)
     return path
 
 

@@ -16,7 +16,7 @@ Grammar (``WS?`` may stand between any two tokens; printing never emits it)::
               | "all"
 
 Form letters are upper case (R, I, V); keywords (``origin``, ``df``, ``nf``, ``i``, ``all``) are lower
-case. See ``docs/grammar.md`` for the examples table and the exact meaning of every selector.
+case. See the README's "Sampling programs" section for the examples table and the exact meaning of every selector.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ class BackboneSpec:
         weight_files: for each default model, a file whose presence in the Hugging Face cache shows the
             weights are local (``{"model": "model_index.json"}``); models without an entry count as local.
         size_multiple: height and width must be multiples of this (checked before loading anything).
+        default_steps: the backbone's default number of steps, so program windows are checked before loading.
     """
 
     name: str
@@ -66,6 +67,7 @@ class BackboneSpec:
     prefers_cuda: bool = False
     weight_files: dict[str, str] = field(default_factory=dict)
     size_multiple: int = 8  # height and width must be multiples of this (the VAE factor; 1 in pixel space)
+    default_steps: int = 50  # the backbone's default number of steps (program windows are checked against it)
     distribution: str | None = None  # filled in by discovery
 
     def resolve_factory(self) -> Callable[..., Any]:

@@ -119,7 +119,7 @@ def test_lora_specs_read_path_and_scale(tmp_path):
 @pytest.mark.parametrize("name", ["animatediff", "modelscope"])
 def test_resolution_not_a_multiple_of_8_is_refused(name, request, capsys):
     options = request.getfixturevalue(f"tiny_{name}")
-    with pytest.raises(ValueError, match=r"--height must be a positive multiple of 8 .* got 36; try 32"):
+    with pytest.raises(ValueError, match=rf"--height 36 is not a multiple of 8, which backbone '{name}' needs .*; try 32"):
         ivmixed.load(name, **options).generate("a horse", height=36, width=32, frames=2, steps=2, progress=False)
     # the CLI refuses before loading anything (its message names the backbone and the VAE factor)
     assert main(["generate", "--backbone", name, "--width", "44", "--out", "x.gif"]) == 2

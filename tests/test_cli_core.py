@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+import ivmixed
+
 from ivmixed.cli import main
 
 
@@ -38,8 +40,8 @@ def test_explain_the_percentage_and_videocrafter2_forms(capsys):
     [
         (["explain", "IX-IV"], "unknown letter 'X'"),
         (["explain", "IV-IV@0..60", "--steps", "50"], "window 0..60 reaches step 60"),
-        (["explain", "IV-IV", "--steps", "1"], "--steps must be >= 2, got 1"),
-        (["explain", "IV-IV", "--frames", "0"], "--frames must be >= 1, got 0"),
+        (["explain", "IV-IV", "--steps", "1"], "--steps must be an integer >= 2, got 1"),
+        (["explain", "IV-IV", "--frames", "0"], "--frames must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys):
@@ -64,3 +66,53 @@ def test_python_dash_m_is_the_same_command():
     assert bad.returncode == 2
     assert "letter 'R' in the denoise phase" in bad.stderr
     assert bad.stderr.rstrip().splitlines()[-2:] == ["    I-R", "      ^"]
+
+
+def test_nan_during_sampling_is_one_line_and_exit_1(capsys, tmp_path):
+    """A backbone whose video model breaks down mid-run: the CLI names the step and sub-step, no traceback."""
+    from ivmixed.backbones.toyworld import ToyBackbone
+
+    def broken_world(**options):
+        backbone = ToyBackbone(**options)
+        good = backbone.vdm
+
+        def vdm(x, t, cond):
+            eps = good(x, t, cond)
+            return eps * float("nan") if t < 500 else eps
+
+        backbone.vdm = vdm
+        return backbone
+
+    ivmixed.register_backbone("nan-world", broken_world, size_multiple=1)
+    try:
+        code = main(["generate", "--backbone", "nan-world", "--program", "VV-VV", "--steps", "10", "--out", str(tmp_path / "x.npy"), "--quiet"])
+    finally:
+        ivmixed.unregister_backbone("nan-world")
+    err = capsys.readouterr().err
+    assert code == 1
+    # the toy grid (trailing spacing) is 999, 899, 799, 699, ...: the first evaluation below t = 500 is at step 3
+    assert err.startswith("ivmixed generate: failed: NaN/Inf in the latents after step 3, sub-step 2 ('V', back 499->599)")
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--zigzag-guidance", "karras(6,2,0)"], "rho must be positive, got 0.0"),
+        (["--i-guidance", "linear(nan,2)"], "is not a finite number"),
+        (["--guidance", "inf"], "--guidance must be a finite number, got inf"),
+        (["--program", "IV-IV@0..60"], "window 0..60 reaches step 60 but there are only 50 steps"),
+    ],
+)
+def test_bad_guidance_and_windows_are_refused_before_any_model_loads(argv, message, capsys):
+    # animatediff's weights are not here: reaching the loader would print the missing-weights error instead
+    assert main(["generate", "--backbone", "animatediff", "--out", "x.mp4", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "cannot find" not in err
+
+
+def test_more_steps_than_timesteps_is_refused(capsys, tmp_path):
+    assert main(["generate", "--steps", "2000", "--out", str(tmp_path / "x.npy"), "--quiet"]) == 2
+    assert "--steps 2000 is more than the 1000 timesteps backbone 'toy' was trained on" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

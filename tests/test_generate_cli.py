@@ -89,8 +89,8 @@ def test_unknown_word_exits_2_with_the_vocabulary(tmp_path, capsys):
     "argv, message",
     [
         (["--out", "clip.avi"], "unknown file type '.avi'"),
-        (["--steps", "1"], "--steps must be >= 2"),
-        (["--frames", "0"], "--frames must be >= 1"),
+        (["--steps", "1"], "--steps must be an integer >= 2"),
+        (["--frames", "0"], "--frames must be an integer >= 1"),
         (["--program", "IX-IV"], "unknown letter 'X'"),
         (["-o", "world=huge"], "unknown toy world 'huge'"),
         (["-o", "blob_size=2"], "does not take option(s) blob_size"),

@@ -1,6 +1,7 @@
 """Video and manifest writers: real files by suffix, atomic replacement, clear errors."""
 
 import json
+import os
 
 import imageio.v3 as iio
 import numpy as np
@@ -85,4 +86,21 @@ def test_manifest_beside_the_video(tmp_path):
     out = write_manifest({"program": "IV-IV", "seed": 3}, video)
     assert out == manifest_path(video) == tmp_path / "clip.mp4.json"
     assert json.loads(out.read_text()) == {"program": "IV-IV", "seed": 3}
-    assert oct(out.stat().st_mode & 0o777) != oct(0o600)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_new_video_never_stands_beside_an_old_manifest(tmp_path):
+    from ivmixed.io import save_with_manifest
+
+    video = tmp_path / "clip.npy"
+    save_with_manifest(clip(), video, {"run": 1})
+    assert json.loads(manifest_path(video).read_text()) == {"run": 1}
+    with pytest.raises(ValueError, match="expected frames"):  # fails while encoding: the old pair stays
+        save_with_manifest(np.zeros((2, 2)), video, {"run": 2})
+    assert json.loads(manifest_path(video).read_text()) == {"run": 1}
+    save_with_manifest(clip(seed=4), video, {"run": 3})
+    assert json.loads(manifest_path(video).read_text()) == {"run": 3}
+    assert np.array_equal(np.load(video), clip(seed=4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy", "clip.npy.json"]

@@ -146,8 +146,6 @@ class ModelScopeBackbone(DiffusersBackbone):
         self.idm = ImageOnVideo(image_score)
 
     def _load(self, variant: str | None, image_variant: str | None) -> None:
-        import transformers
-        from diffusers import UNet2DConditionModel
         from diffusers.utils import logging as diffusers_logging
 
         try:
@@ -169,17 +167,25 @@ class ModelScopeBackbone(DiffusersBackbone):
         self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         del pipe
 
-        image_kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=image_variant)
+        self._load_image_pipeline(image_variant)
+        to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
+
+    def _load_image_pipeline(self, variant: str | None) -> None:
+        """The IDM with its own text encoder and tokenizer, from an SD-layout pipeline folder, with its LoRAs."""
+        import transformers
+        from diffusers import UNet2DConditionModel
+
+        image = self.locations["image_model"]
+        kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=variant)
         text_class_name = ((image.read_json("text_encoder/config.json") or {}).get("architectures") or ["CLIPTextModel"])[0]
         text_class = getattr(transformers, text_class_name, transformers.CLIPTextModel)
         try:
-            self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder="unet", **image_kwargs)
-            self.image_text_encoder = text_class.from_pretrained(image.path, subfolder="text_encoder", **image_kwargs)
+            self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder="unet", **kwargs)
+            self.image_text_encoder = text_class.from_pretrained(image.path, subfolder="text_encoder", **kwargs)
             self.image_tokenizer = transformers.AutoTokenizer.from_pretrained(image.path, subfolder="tokenizer")
         except (OSError, ValueError) as exc:
             raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
         apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
-        to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
 
     def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
         # each model reads its own text encoder's embeddings, as in the released code

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..checks import check_request
 from ..guidance import ScoreModel
 from ..program import Program, parse
 from ..schedules import GuidanceTable
@@ -101,17 +102,10 @@ class Backbone(abc.ABC):
 
     def check_request(self, *, frames: int, height: int, width: int, steps: int) -> None:
         """Raise ``ValueError`` for a request the models cannot serve, before any work starts."""
-        if not isinstance(frames, int) or frames < 1:
-            raise ValueError(f"--frames must be an integer >= 1, got {frames!r}")
-        if not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"--steps must be an integer >= 2, got {steps!r}")
-        for label, value in (("height", height), ("width", width)):
-            if not isinstance(value, int) or value <= 0 or value % self.vae_scale_factor:
-                raise ValueError(
-                    f"--{label} must be a positive multiple of {self.vae_scale_factor} for backbone '{self.name}' "
-                    f"(the VAE down-samples by {self.vae_scale_factor}), got {value!r}; "
-                    f"try {max(self.vae_scale_factor, round((value or 0) / self.vae_scale_factor) * self.vae_scale_factor)}"
-                )
+        check_request(frames=frames, height=height, width=width, steps=steps, size_multiple=self.vae_scale_factor, backbone=self.name)
+        num_train_timesteps = self.zigzag_schedule().num_train_timesteps
+        if steps > num_train_timesteps:
+            raise ValueError(f"--steps {steps} is more than the {num_train_timesteps} timesteps backbone '{self.name}' was trained on")
 
     def metrics(self, latents: torch.Tensor, conditioning: Conditioning) -> dict[str, float] | None:
         """Quality measures of finished latents, for backbones that can measure them exactly (the toy world)."""
@@ -198,6 +192,7 @@ class Backbone(abc.ABC):
             if len(negatives) != len(prompts):
                 raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts; give one or one per prompt")
         self.check_request(frames=frames, height=height, width=width, steps=steps)
+        check_request(guidance=guidance)
         prog.validate(steps)
 
         # diffusers' order: each prompt repeated num_videos_per_prompt times, consecutively
@@ -307,15 +302,13 @@ class Video:
         With several videos (prompts × videos per prompt) they are written side by side in one file, except
         ``.npy``, which keeps the batch axis only when there is more than one video.
         """
-        from ..io import write_manifest, write_video
+        from ..io import save_with_manifest
 
         if self.frames is None:
             raise ValueError("this Video was generated with decode=False; there are no frames to save")
-        write_video(self.frames, path, fps=self.fps)
         record = self.manifest()
         record["output"] = str(path)
-        if manifest:
-            write_manifest(record, path)
+        save_with_manifest(self.frames, path, record if manifest else None, fps=self.fps)
         return record
 
     def with_extra(self, **extra) -> "Video":

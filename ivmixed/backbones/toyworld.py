@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from ..guidance import ImageOnVideo
+from ._diffusers import resolve_device
 from .base import Backbone, Conditioning, Defaults
 
 __all__ = [
@@ -596,8 +597,8 @@ class ToyBackbone(Backbone):
         elif dtype in _DTYPES:
             self.dtype = _DTYPES[dtype]
         else:
-            raise ValueError(f"toy backbone: dtype must be float64 or float32, got {dtype!r}")
-        self.device = torch.device(device)
+            raise ValueError(f"toy backbone: dtype must be fp32 or float64 (-o dtype=float64, the default), got {dtype!r}")
+        self.device = resolve_device(device or "cpu")
         self.defaults = Defaults(
             height=self.world.height, width=self.world.width, frames=self.world.frames, steps=steps,
             guidance=float(guidance), program=program, fps=fps,

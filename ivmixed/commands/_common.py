@@ -6,6 +6,7 @@ import argparse
 import ast
 from typing import Any
 
+from ..checks import check_request
 from ..program import InvalidProgram, Program, parse
 from ..registry import BackboneSpec, UnknownBackbone, get_spec
 
@@ -84,24 +85,19 @@ def zigzag_table(args: argparse.Namespace):
 
 
 def precheck(spec: BackboneSpec, args: argparse.Namespace, programs: list[Program]) -> None:
-    """Checks that need no model: sizes, frames, steps, selectors against the number of steps."""
-    for name in ("frames", "steps", "height", "width"):
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        least = 2 if name == "steps" else 1
-        if value < least:
-            raise ValueError(f"--{name} must be >= {least}, got {value}")
-    for name in ("height", "width"):
-        value = getattr(args, name, None)
-        if value is not None and value % spec.size_multiple:
-            raise ValueError(
-                f"--{name} {value} is not a multiple of {spec.size_multiple}, which backbone '{spec.name}' needs "
-                f"(its VAE down-samples by {spec.size_multiple}); try {max(spec.size_multiple, round(value / spec.size_multiple) * spec.size_multiple)}"
-            )
-    if getattr(args, "steps", None) is not None:
-        for program in programs:
-            program.validate(args.steps)
+    """Checks that need no model: sizes, frames, steps, guidance, and the programs' selectors against the steps."""
+    check_request(
+        frames=getattr(args, "frames", None),
+        height=getattr(args, "height", None),
+        width=getattr(args, "width", None),
+        steps=getattr(args, "steps", None),
+        guidance=getattr(args, "guidance", None),
+        size_multiple=spec.size_multiple,
+        backbone=spec.name,
+    )
+    steps = getattr(args, "steps", None) or spec.default_steps
+    for program in programs:
+        program.validate(steps)
     if getattr(args, "num_videos", 1) < 1:
         raise ValueError(f"--num-videos must be >= 1, got {args.num_videos}")
 

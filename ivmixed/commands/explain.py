@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..checks import check_request
 from ..program import explain, format_explain, parse
 
 
@@ -20,10 +21,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.steps < 2:
-        raise ValueError(f"--steps must be >= 2, got {args.steps}")
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    check_request(frames=args.frames, steps=args.steps)
     program = parse(args.program)
     program.validate(args.steps)
     info = explain(program, args.steps, args.frames, num_train_timesteps=args.train_timesteps, show_steps=args.show_steps)

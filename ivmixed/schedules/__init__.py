@@ -5,6 +5,7 @@ Step index i = 0 is the noisiest step. Every ramp is built for the actual number
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 __all__ = ["karras_ramp", "constant", "linear", "Ramp", "GuidanceTable", "from_released_knobs"]
 
@@ -59,6 +60,9 @@ class Ramp:
     def __post_init__(self):
         if self.kind not in self._KINDS:
             raise ValueError(f"unknown ramp kind {self.kind!r}; expected one of {sorted(self._KINDS)}")
+        if not all(math.isfinite(p) for p in self.params):
+            raise ValueError(f"guidance ramp {self.kind}{tuple(self.params)} has a value that is not a finite number")
+        self.build(2)  # a bad parameter (e.g. rho <= 0) is refused now, not in the middle of sampling
 
     def build(self, n: int) -> list[float]:
         return self._KINDS[self.kind](n, *self.params)

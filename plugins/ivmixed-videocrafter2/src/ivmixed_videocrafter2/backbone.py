@@ -22,7 +22,6 @@ from typing import Any
 from ivmixed.backbones._diffusers import (
     ModelRequest,
     UNetScore,
-    apply_loras,
     check_pair,
     ddim_scheduler,
     explain_load_error,
@@ -123,11 +122,12 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         require_json(parts, "text_encoder/config.json")
         idm_unet = require_json(image, "unet/config.json")
         require_json(image, "text_encoder/config.json")
+        idm_scheduler = image.read_json("scheduler/scheduler_config.json")
         check_pair(
             idm_unet=idm_unet,
             vdm_unet=vdm_unet,
             vdm_scheduler=vdm_scheduler,
-            idm_scheduler=image.read_json("scheduler/scheduler_config.json"),
+            idm_scheduler=idm_scheduler,
             vdm_vae=vdm_vae,
             idm_vae=image.read_json("vae/config.json"),
             idm_name=f"image model {image.source}",
@@ -146,15 +146,16 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         self._load_videocrafter2()
         schedule = NoiseSchedule.from_scheduler(ddim_scheduler(self.scheduler_config))
         self.vdm = UNetScore(self.unet, schedule=schedule, call_kwargs={"fps": self.fps_condition})
-        self.idm = ImageOnVideo(UNetScore(self.image_unet, schedule=schedule, repeat_cond=True))
+        image_prediction = (idm_scheduler or {}).get("prediction_type", "epsilon")  # converted to ε in the adapter
+        self.idm = ImageOnVideo(UNetScore(self.image_unet, schedule=schedule, prediction_type=image_prediction, repeat_cond=True))
 
     def _load_videocrafter2(self) -> None:
         import transformers
-        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from diffusers import AutoencoderKL
 
         from .unet import VideoCrafter2UNet
 
-        unet_at, parts, image = self.locations["model"], self.locations["components"], self.locations["image_model"]
+        unet_at, parts = self.locations["model"], self.locations["components"]
         kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle)
         try:
             self.unet = VideoCrafter2UNet.from_pretrained(unet_at.path, subfolder=self.unet_subfolder, **kwargs)
@@ -166,15 +167,7 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(parts.path, subfolder="tokenizer")
         except (OSError, ValueError, EnvironmentError) as exc:
             raise explain_load_error(exc, parts, allow_pickle=self.allow_pickle) from exc
-        text_class_name = ((image.read_json("text_encoder/config.json") or {}).get("architectures") or ["CLIPTextModel"])[0]
-        text_class = getattr(transformers, text_class_name, transformers.CLIPTextModel)
-        try:
-            self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder="unet", **kwargs)
-            self.image_text_encoder = text_class.from_pretrained(image.path, subfolder="text_encoder", **kwargs)
-            self.image_tokenizer = transformers.AutoTokenizer.from_pretrained(image.path, subfolder="tokenizer")
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
-        apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
+        self._load_image_pipeline(None)
         to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
 
     def make_scheduler(self):
