@@ -36,6 +36,7 @@ class NoiseSchedule:
     @classmethod
     def from_scheduler(cls, scheduler) -> "NoiseSchedule":
         """Read ᾱ_t and the level-below-0 convention off any diffusers scheduler."""
+        # a float32 CPU table, as diffusers keeps it: its 0-dim entries combine with latents on any device
         alphas_cumprod = scheduler.alphas_cumprod.detach().to("cpu", torch.float32)
         final = getattr(scheduler, "final_alpha_cumprod", None)
         if final is None:
