@@ -107,25 +107,7 @@ class ModelScopeBackbone(DiffusersBackbone):
         video, image = self.locations["model"], self.locations["image_model"]
 
         # 2. configs only: check the pair before any weight loads
-        vdm_unet = require_json(video, "unet/config.json")
-        vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
-        vdm_vae = require_json(video, "vae/config.json")
-        idm_unet = require_json(image, "unet/config.json")
-        require_json(image, "text_encoder/config.json")
-        idm_scheduler = image.read_json("scheduler/scheduler_config.json")
-        check_pair(
-            idm_unet=idm_unet,
-            vdm_unet=vdm_unet,
-            vdm_scheduler=vdm_scheduler,
-            idm_scheduler=idm_scheduler,
-            vdm_vae=vdm_vae,
-            idm_vae=image.read_json("vae/config.json"),
-            idm_name=f"image model {image.source}",
-            vdm_name=f"video model {video.source}",
-        )
-        self.scheduler_config = vdm_scheduler
-        self.latent_channels = int(vdm_unet["in_channels"])
-        self.vae_scale_factor = 2 ** (len(vdm_vae["block_out_channels"]) - 1)
+        vdm_unet, vdm_scheduler, idm_unet, idm_scheduler = self._check_configs(video, "unet/config.json", video, image)
         if image_latent_size is None:
             size = idm_unet.get("sample_size", 64)
             self.image_latent_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
@@ -144,6 +126,36 @@ class ModelScopeBackbone(DiffusersBackbone):
         if self.image_latent_size is not None:
             image_score = NearestResized(image_score, self.image_latent_size)
         self.idm = ImageOnVideo(image_score)
+
+    def _check_configs(self, unet_at, unet_config: str, parts, image) -> tuple[dict, dict, dict, dict | None]:
+        """Read the configs of both models (no weights) and refuse a pair that cannot be mixed.
+
+        ``unet_at``/``unet_config`` locate the video UNet's config, ``parts`` the folder with the video model's
+        scheduler, VAE and text encoder, ``image`` the SD-layout image pipeline. Sets the scheduler config, the
+        latent channels and the VAE factor; returns the video UNet's and scheduler's configs and the image
+        UNet's and scheduler's.
+        """
+        vdm_unet = require_json(unet_at, unet_config)
+        vdm_scheduler = require_json(parts, "scheduler/scheduler_config.json")
+        vdm_vae = require_json(parts, "vae/config.json")
+        require_json(parts, "text_encoder/config.json")
+        idm_unet = require_json(image, "unet/config.json")
+        require_json(image, "text_encoder/config.json")
+        idm_scheduler = image.read_json("scheduler/scheduler_config.json")
+        check_pair(
+            idm_unet=idm_unet,
+            vdm_unet=vdm_unet,
+            vdm_scheduler=vdm_scheduler,
+            idm_scheduler=idm_scheduler,
+            vdm_vae=vdm_vae,
+            idm_vae=image.read_json("vae/config.json"),
+            idm_name=f"image model {image.source}",
+            vdm_name=f"video model {unet_at.source}",
+        )
+        self.scheduler_config = vdm_scheduler
+        self.latent_channels = int(vdm_unet["in_channels"])
+        self.vae_scale_factor = 2 ** (len(vdm_vae["block_out_channels"]) - 1)
+        return vdm_unet, vdm_scheduler, idm_unet, idm_scheduler
 
     def _load(self, variant: str | None, image_variant: str | None) -> None:
         from diffusers.utils import logging as diffusers_logging

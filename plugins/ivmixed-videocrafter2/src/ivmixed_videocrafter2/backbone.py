@@ -22,12 +22,10 @@ from typing import Any
 from ivmixed.backbones._diffusers import (
     ModelRequest,
     UNetScore,
-    check_pair,
     ddim_scheduler,
     explain_load_error,
     load_kwargs,
     parse_loras,
-    require_json,
     resolve_device,
     resolve_dtype,
     resolve_models,
@@ -116,31 +114,13 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         self.unet_subfolder = "unet" if unet_at.read_json("unet/config.json") is not None else None
 
         # 2. configs only: check the pair before any weight loads
-        vdm_unet = require_json(unet_at, "unet/config.json" if self.unet_subfolder else "config.json")
-        vdm_scheduler = require_json(parts, "scheduler/scheduler_config.json")
-        vdm_vae = require_json(parts, "vae/config.json")
-        require_json(parts, "text_encoder/config.json")
-        idm_unet = require_json(image, "unet/config.json")
-        require_json(image, "text_encoder/config.json")
-        idm_scheduler = image.read_json("scheduler/scheduler_config.json")
-        check_pair(
-            idm_unet=idm_unet,
-            vdm_unet=vdm_unet,
-            vdm_scheduler=vdm_scheduler,
-            idm_scheduler=idm_scheduler,
-            vdm_vae=vdm_vae,
-            idm_vae=image.read_json("vae/config.json"),
-            idm_name=f"image model {image.source}",
-            vdm_name=f"video model {unet_at.source}",
-        )
+        unet_config = "unet/config.json" if self.unet_subfolder else "config.json"
+        _, vdm_scheduler, _, idm_scheduler = self._check_configs(unet_at, unet_config, parts, image)
         if vdm_scheduler.get("prediction_type", "epsilon") != "epsilon":
             raise ValueError(
                 f"the scheduler of {parts.source} says prediction_type={vdm_scheduler['prediction_type']!r}; "
                 "VideoCrafter2 predicts epsilon — is this a zeroscope-layout pipeline?"
             )
-        self.scheduler_config = vdm_scheduler
-        self.latent_channels = int(vdm_unet["in_channels"])
-        self.vae_scale_factor = 2 ** (len(vdm_vae["block_out_channels"]) - 1)
 
         # 3. weights
         self._load_videocrafter2()
