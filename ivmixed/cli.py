@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         import_module(f"ivmixed.commands.{name.replace('-', '_')}").register(sub)
+    for command in sub.choices.values():  # module docstrings are reStructuredText; help is plain text
+        if command.description:
+            command.description = command.description.replace("``", "")
     return parser
 
 
