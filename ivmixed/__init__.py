@@ -27,6 +27,7 @@ _LAZY = {
     "run_program": "ivmixed.sampler",
     "SubStepEvent": "ivmixed.sampler",
     "NonFiniteLatents": "ivmixed.sampler",
+    "SamplingFailed": "ivmixed.sampler",
     "ddim_step": "ivmixed.steps",
     "add_noise": "ivmixed.steps",
     "NoiseSchedule": "ivmixed.steps",

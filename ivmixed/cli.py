@@ -2,8 +2,8 @@
 
 Each sub-command lives in :mod:`ivmixed.commands` and registers itself with ``register(subparsers)``.
 Usage errors (bad program text, unknown backbone, bad sizes, missing weights) exit with status 2 and
-one clear message; NaN/Inf during sampling exits with status 1 and names the step and sub-step; any
-other failure shows its traceback. ``--verbose`` also shows the traceback behind a one-line error.
+one clear message; NaN/Inf or a failing model during sampling exits with status 1 and names the step
+and sub-step; any other failure shows its traceback. ``--verbose`` also shows the traceback behind a one-line error.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .commands._common import UsageError
+    from .errors import NonFiniteLatents, SamplingFailed
 
     try:
         return int(args.run(args) or 0)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"ivmixed {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except FloatingPointError as exc:  # NaN/Inf during sampling: the message names the step and sub-step
+    except (NonFiniteLatents, SamplingFailed) as exc:  # the message names the step and sub-step
         if args.verbose:
             traceback.print_exc()
         print(f"ivmixed {args.command}: failed: {exc}", file=sys.stderr)

@@ -15,12 +15,13 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from .errors import NonFiniteLatents, SamplingFailed
 from .guidance import ScoreModel, guided
 from .program import Program, SubStep
 from .schedules import GuidanceTable
 from .steps import NoiseSchedule, add_noise, ddim_step, fold_frames, unfold_frames
 
-__all__ = ["SubStepEvent", "NonFiniteLatents", "run_program"]
+__all__ = ["SubStepEvent", "NonFiniteLatents", "SamplingFailed", "run_program"]
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,6 @@ class SubStepEvent:
     t_from: int
     t_to: int
     scale: float
-
-
-class NonFiniteLatents(FloatingPointError):
-    """NaN or Inf appeared in the latents during sampling."""
 
 
 def _check_finite(x: torch.Tensor, event: SubStepEvent) -> None:
@@ -98,6 +95,9 @@ def run_program(
         callback: receives a :class:`SubStepEvent` after every sub-step and standard step.
         progress: show a tqdm progress bar over the steps.
         check_finite: stop with :class:`NonFiniteLatents` as soon as NaN/Inf appears.
+
+    An exception raised by a score model, the scheduler or the callback while sampling is re-raised as
+    :class:`SamplingFailed` naming the step and sub-step (the original is its ``__cause__``).
     """
     schedule = zigzag_schedule or NoiseSchedule.from_scheduler(scheduler)
     num_train_timesteps = schedule.num_train_timesteps
@@ -113,32 +113,40 @@ def run_program(
 
     for i, t in enumerate(tqdm(timesteps, desc=f"sampling {program}", disable=not progress, leave=False)):
         plan: tuple[SubStep, ...] = plans[i]
-        for sub in plan:
-            if sub.model is None:  # R: fresh Gaussian noise, no model
-                scale = 0.0
-                x = add_noise(x, sub.t_from, sub.t_to, schedule, generator)
+        where = "the standard step"
+        try:
+            for sub in plan:
+                where = f"sub-step {sub.index} ('{sub.letter}', {sub.direction} {sub.t_from}->{sub.t_to})"
+                if sub.model is None:  # R: fresh Gaussian noise, no model
+                    scale = 0.0
+                    x = add_noise(x, sub.t_from, sub.t_to, schedule, generator)
+                else:
+                    model, cond = models[sub.model]
+                    scale = scales.scale(sub.model, sub.direction, i)
+                    eps = guided(model, x, sub.t_from, cond, scale)
+                    x = ddim_step(eps, x, sub.t_from, sub.t_to, schedule)
+                event = SubStepEvent(i, sub.index, sub.letter, sub.model, sub.direction, sub.t_from, sub.t_to, scale)
+                if check_finite:
+                    _check_finite(x, event)
+                if callback is not None:
+                    callback(event)
+
+            # the standard step of the VDM, through its own scheduler
+            where = "the standard step"
+            eps = guided(vdm, scheduler.scale_model_input(x, t), t, vdm_cond, guidance)
+            if standard_step_on_frames:
+                num_frames = x.shape[2]
+                x = unfold_frames(scheduler.step(fold_frames(eps), t, fold_frames(x), generator=generator).prev_sample, num_frames)
             else:
-                model, cond = models[sub.model]
-                scale = scales.scale(sub.model, sub.direction, i)
-                eps = guided(model, x, sub.t_from, cond, scale)
-                x = ddim_step(eps, x, sub.t_from, sub.t_to, schedule)
-            event = SubStepEvent(i, sub.index, sub.letter, sub.model, sub.direction, sub.t_from, sub.t_to, scale)
+                x = scheduler.step(eps, t, x, generator=generator).prev_sample
+            t_next = timesteps[i + 1] if i + 1 < len(timesteps) else 0
+            event = SubStepEvent(i, len(plan), "S", "vdm", "go", t, t_next, float(guidance))
             if check_finite:
                 _check_finite(x, event)
             if callback is not None:
                 callback(event)
-
-        # the standard step of the VDM, through its own scheduler
-        eps = guided(vdm, scheduler.scale_model_input(x, t), t, vdm_cond, guidance)
-        if standard_step_on_frames:
-            num_frames = x.shape[2]
-            x = unfold_frames(scheduler.step(fold_frames(eps), t, fold_frames(x), generator=generator).prev_sample, num_frames)
-        else:
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample
-        t_next = timesteps[i + 1] if i + 1 < len(timesteps) else 0
-        event = SubStepEvent(i, len(plan), "S", "vdm", "go", t, t_next, float(guidance))
-        if check_finite:
-            _check_finite(x, event)
-        if callback is not None:
-            callback(event)
+        except (NonFiniteLatents, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise SamplingFailed(f"sampling failed at step {i} (t = {t}), {where}: {type(exc).__name__}: {exc}") from exc
     return x

@@ -116,3 +116,30 @@ def test_more_steps_than_timesteps_is_refused(capsys, tmp_path):
     assert main(["generate", "--steps", "2000", "--out", str(tmp_path / "x.npy"), "--quiet"]) == 2
     assert "--steps 2000 is more than the 1000 timesteps backbone 'toy' was trained on" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_failing_mid_run_exits_1_not_2(capsys, tmp_path):
+    """A ValueError from inside a model is a failure of the run, not a usage error."""
+    from ivmixed.backbones.toyworld import ToyBackbone
+
+    def failing_world(**options):
+        backbone = ToyBackbone(**options)
+        good = backbone.idm
+
+        def idm(x, t, cond):
+            if t < 300:
+                raise ValueError("the image model broke")
+            return good(x, t, cond)
+
+        backbone.idm = idm
+        return backbone
+
+    ivmixed.register_backbone("failing-world", failing_world, size_multiple=1)
+    try:
+        code = main(["generate", "--backbone", "failing-world", "--steps", "10", "--out", str(tmp_path / "x.npy"), "--quiet"])
+    finally:
+        ivmixed.unregister_backbone("failing-world")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("ivmixed generate: failed: sampling failed at step 5 (t = 499), sub-step 2 ('I', back 299->399): ValueError: the image model broke")
+    assert list(tmp_path.iterdir()) == []

@@ -202,6 +202,20 @@ def test_nan_stops_with_step_and_substep():
         run("VV-VV", steps=10, vdm=Explodes())
 
 
+def test_a_model_that_raises_is_named_with_step_and_sub_step():
+    from ivmixed.sampler import SamplingFailed
+
+    class Breaks(Counting):
+        def __call__(self, x, t, cond):
+            if t < 700:
+                raise ValueError("shapes do not match")
+            return super().__call__(x, t, cond)
+
+    with pytest.raises(SamplingFailed, match=r"^sampling failed at step 1 \(t = 888\), sub-step 2 \('V', back 688->788\): ValueError: shapes do not match") as info:
+        run("VV-VV", steps=10, vdm=Breaks())
+    assert isinstance(info.value.__cause__, ValueError)
+
+
 def test_program_with_i_needs_an_image_model():
     with pytest.raises(ValueError, match="uses the image model"):
         run("IV-IV", vdm=Counting(), idm=None)
