@@ -51,3 +51,25 @@ def test_main_and_test_commands_are_what_ci_runs():
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     test_command = next(line for line in README.splitlines() if "python -m pytest" in line and line.startswith("python3 -m venv"))
     assert test_command in ci.splitlines()  # CI runs the README's test command, set-up included, as written
+
+
+def requirement_name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower().replace("_", "-")
+
+
+def test_install_commands_use_the_constraints_file_that_pins_every_dependency():
+    root = Path(__file__).resolve().parents[1]
+    commands = [line for line in README.splitlines() if line.startswith("python3 -m venv") and "pip install" in line]
+    assert len(commands) == 2 and all('pip install -c constraints.txt "torch==' in line for line in commands)
+    pinned = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pinned[requirement_name(name)] = version
+    wanted = set()
+    for pyproject in (root / "pyproject.toml", root / "plugins" / "ivmixed-videocrafter2" / "pyproject.toml"):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        for requirement in project["dependencies"] + project.get("optional-dependencies", {}).get("test", []):
+            wanted.add(requirement_name(requirement))
+    assert wanted - {"torch", "ivmixed"} <= set(pinned)  # torch is pinned on the command line
+    assert "torch" not in pinned and "ivmixed" not in pinned

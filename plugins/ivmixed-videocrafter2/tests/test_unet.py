@@ -57,12 +57,38 @@ def run(unet, *, fps=24, batch=1):
     return unet(sample, t, text).sample
 
 
+def assert_same_model_output(loaded, original, **run_options):
+    """A reloaded model computes what the original does, up to float32 summation order.
+
+    ``from_pretrained`` keeps the weights where safetensors maps them: views into the file, 8-byte aligned
+    (the format's guarantee) where a fresh model's weights are 64-byte aligned. MKL's matrix-vector kernel
+    sums in a different order for a weight that is not 16-byte aligned, so the outputs may differ by a few
+    float32 ulps (1.3e-6 measured on outputs of size 1.3). The weights themselves are bit-identical, and
+    copied into fresh memory the reloaded model's output is too. The tolerance is torch's float32 default
+    for ``assert_close``, about 80 ulps at 1.0.
+    """
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), original.state_dict().values()))
+    assert list(loaded.state_dict()) == list(original.state_dict())
+    torch.testing.assert_close(run(loaded, **run_options), run(original, **run_options), rtol=1.3e-6, atol=1e-5)
+
+
 def test_save_pretrained_from_pretrained_round_trip(tmp_path):
     unet = tiny_unet()
     unet.save_pretrained(tmp_path)
     loaded = VideoCrafter2UNet.from_pretrained(tmp_path).eval()
     assert loaded.config.fps_cond is True
     assert json.loads((tmp_path / "config.json").read_text())["fps_cond"] is True
+    assert_same_model_output(loaded, unet)
+
+
+def test_reloaded_weights_in_fresh_memory_compute_bit_identically(tmp_path):
+    """The only difference a reload makes is where the weights lie: copied into fresh memory, the output is equal."""
+    unet = tiny_unet()
+    unet.save_pretrained(tmp_path)
+    loaded = VideoCrafter2UNet.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        for parameter in loaded.parameters():
+            parameter.data = parameter.data.clone()
     assert torch.equal(run(loaded), run(unet))
 
 
@@ -96,7 +122,7 @@ def test_released_style_config_loads(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = VideoCrafter2UNet.from_pretrained(tmp_path).eval()
     assert loaded.config.fps_cond is True
-    assert torch.equal(run(loaded), run(unet))
+    assert_same_model_output(loaded, unet)
 
 
 def test_fps_changes_the_output():
@@ -141,7 +167,7 @@ def test_fps_cond_false_is_the_stock_model(tmp_path):
     ours = VideoCrafter2UNet.from_pretrained(tmp_path, fps_cond=False).eval()
     assert ours.fps_embedding is None
     assert set(ours.state_dict()) == set(plain.state_dict())
-    assert torch.equal(run(ours, fps=8), run(plain))
+    assert_same_model_output(ours, plain, fps=8)  # fps is ignored; a reload: equal up to summation order (see assert_same_model_output)
 
     fresh = VideoCrafter2UNet(**TINY, fps_cond=False)
     fresh.load_state_dict(plain.state_dict(), strict=True)
