@@ -3,7 +3,10 @@
 Each sub-command lives in :mod:`ivmixed.commands` and registers itself with ``register(subparsers)``.
 Usage errors (bad program text, unknown backbone, bad sizes, missing weights) exit with status 2 and
 one clear message; NaN/Inf or a failing model during sampling exits with status 1 and names the step
-and sub-step; any other failure shows its traceback. ``--verbose`` also shows the traceback behind a one-line error.
+and sub-step, and so does a file that cannot be written (in words); any other failure shows its traceback.
+``--verbose`` also shows the traceback behind a one-line error. The first Ctrl-C (SIGINT) or SIGTERM stops
+the command after its clean-up, with status 130 or 143 (see :mod:`ivmixed.interrupts`).
+Sub-command modules import their heavy dependencies (numpy, torch, diffusers) inside ``run`` only.
 """
 
 from __future__ import annotations
@@ -36,28 +39,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: one error message is cut in the middle beyond this many characters (long inputs are also quoted shortened)
+MESSAGE_LIMIT = 2000
+
+
+def _short(message: str) -> str:
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    cut = len(message) - MESSAGE_LIMIT
+    return f"{message[: MESSAGE_LIMIT * 3 // 4]} … ({cut:,} characters left out) … {message[-(MESSAGE_LIMIT // 4):]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from . import interrupts
     from .commands._common import UsageError
-    from .errors import NonFiniteLatents, SamplingFailed
+    from .errors import NonFiniteLatents, SamplingFailed, WriteFailed
+    from .registry import PluginError
 
     try:
-        return int(args.run(args) or 0)
+        with interrupts.handle_signals():
+            status = int(args.run(args) or 0)
+            interrupts.check()  # a stop that was swallowed on the way still stops the command
+            return status
+    except KeyboardInterrupt:
+        signum = interrupts.requested()
+        print(f"ivmixed {args.command}: {interrupts.message(signum)}", file=sys.stderr)
+        return interrupts.exit_status(signum)
     except UsageError as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"ivmixed {args.command}: error: {exc}", file=sys.stderr)
+        print(f"ivmixed {args.command}: error: {_short(str(exc))}", file=sys.stderr)
         return 2
-    except (NonFiniteLatents, SamplingFailed) as exc:  # the message names the step and sub-step
+    except (NonFiniteLatents, SamplingFailed, WriteFailed, PluginError) as exc:  # the message names the step, or the file and cause
         if args.verbose:
             traceback.print_exc()
-        print(f"ivmixed {args.command}: failed: {exc}", file=sys.stderr)
+        print(f"ivmixed {args.command}: failed: {_short(str(exc))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("ivmixed: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,13 +12,19 @@ import os
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
+from .errors import WriteFailed
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "VIDEO_SUFFIXES",
+    "OutputExists",
+    "WriteFailed",
     "check_output_path",
+    "probe_folder",
     "write_video",
     "write_manifest",
     "save_with_manifest",
@@ -32,22 +38,68 @@ VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
 MIN_DISPLAY_SIZE = 128
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Refuse an output path that cannot be written, before any work starts."""
+class OutputExists(ValueError):
+    """The output file (or its manifest) exists already and replacing it was not asked for."""
+
+
+def check_output_path(
+    path: str | os.PathLike,
+    *,
+    suffixes: tuple[str, ...] = VIDEO_SUFFIXES,
+    overwrite: bool = True,
+    manifest: bool = True,
+    what: str = "--out",
+) -> Path:
+    """Refuse an output path that cannot be written, before any work starts.
+
+    The folder is probed by creating and removing an empty file in it (the nearest existing folder when it is
+    still to be made), because access checks say yes to root even on ``/proc`` or ``/sys``. With
+    ``overwrite=False`` an existing file, symbolic link or manifest (``manifest=True``) at the path is refused
+    with :class:`OutputExists`.
+    """
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"--out {path}: unknown file type '{path.suffix}'; use one of {', '.join(VIDEO_SUFFIXES)}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise ValueError(f"--out {path}: {parent} is not a folder")
     if path.is_dir():
-        raise ValueError(f"--out {path} is a folder; give a file name ending in {', '.join(VIDEO_SUFFIXES)}")
+        raise ValueError(f"{what} {path} is a folder; give a file name ending in {', '.join(suffixes)}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} {path}: unknown file type '{path.suffix}'; use one of {', '.join(suffixes)}")
+    parent = path.parent if str(path.parent) else Path(".")
     existing = parent
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise ValueError(f"{what} {path}: {existing} is a broken symbolic link")
         existing = existing.parent
-    if not os.access(existing, os.W_OK):
-        raise ValueError(f"--out {path}: cannot write in {existing}")
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path}: {existing} is not a folder")
+    probe_folder(existing, what=f"{what} {path}")
+    if not overwrite:
+        taken = [p for p in ((path, manifest_path(path)) if manifest else (path,)) if os.path.lexists(p)]
+        if taken:
+            kind = "a symbolic link" if path.is_symlink() else "a file"
+            listed = " and ".join(str(p) for p in taken)
+            raise OutputExists(
+                f"{what} {path}: {listed} exist{'s' if len(taken) == 1 else ''} already"
+                + (f" ({path} is {kind})" if os.path.lexists(path) else "")
+                + "; pass --overwrite to replace it, or choose another name"
+            )
     return path
+
+
+def probe_folder(folder: str | os.PathLike, *, what: str = "--out") -> None:
+    """Create and remove an empty file in ``folder``; a folder that cannot be written raises ValueError in words."""
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ivmixed-probe-", dir=folder)
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot create files in {folder} ({describe_os_error(exc)})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError in words, without the errno number or temporary file names: 'permission denied'."""
+    text = exc.strerror or type(exc).__name__
+    return text[:1].lower() + text[1:]
 
 
 def manifest_path(path: str | os.PathLike) -> Path:
@@ -58,20 +110,29 @@ def manifest_path(path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); on success it is renamed onto ``path``, on error removed."""
+    """Yield a temporary path beside ``path`` (same suffix); on success it is renamed onto ``path``, on error removed.
+
+    An ``OSError`` on the way (no space left, no permission, a vanished folder) becomes :class:`WriteFailed`,
+    which names ``path`` and the cause in words, never the temporary name.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; finished files get the usual permissions
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; finished files get the usual permissions
         yield tmp
         with open(tmp, "rb") as fh:  # on disk before it gets the final name
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteFailed):
+            raise WriteFailed(exc.errno, f"cannot write {path}: {describe_os_error(exc)}") from exc
         raise
 
 
@@ -85,6 +146,8 @@ _UMASK = _read_umask()
 
 
 def _as_clips(frames: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     frames = np.asarray(frames)
     if frames.ndim == 4:
         frames = frames[None]
@@ -95,11 +158,15 @@ def _as_clips(frames: np.ndarray) -> np.ndarray:
 
 def tile_clips(frames: np.ndarray) -> np.ndarray:
     """Several clips ``(B, F, H, W, 3)`` side by side as one clip ``(F, H, B·W, 3)``."""
+    import numpy as np
+
     clips = _as_clips(frames)
     return np.concatenate(list(clips), axis=2)
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     return (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
@@ -111,13 +178,28 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 8) ->
     can see them.
     """
     path = check_output_path(path)
-    clips = _as_clips(frames).astype(np.float32)
+    check_fps(fps)
+    clips = _as_clips(frames).astype("float32")
     with atomic_path(path) as tmp:
         _encode(clips, tmp, path.suffix.lower(), fps)
     return path
 
 
+#: the highest frame rate a written video may have
+MAX_FPS = 240
+
+
+def check_fps(fps: Any, what: str = "fps") -> None:
+    """Refuse a frame rate that is not a number in 0 < fps <= 240 (before anything is sampled or written)."""
+    import math
+
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or not 0 < fps <= MAX_FPS:
+        raise ValueError(f"{what} (frames per second of the written video) must be a number in 0 < fps <= {MAX_FPS}, got {fps!r}")
+
+
 def _encode(clips: np.ndarray, out: Path, suffix: str, fps: int) -> None:
+    import numpy as np
+
     if suffix == ".npy":
         with open(out, "wb") as fh:
             np.save(fh, clips[0] if clips.shape[0] == 1 else clips)
@@ -148,7 +230,8 @@ def save_with_manifest(frames: np.ndarray, path: str | os.PathLike, record: dict
     the new manifest written. A crash in between leaves a video without a manifest, never a mismatched pair.
     """
     path = check_output_path(path)
-    clips = _as_clips(frames).astype(np.float32)
+    check_fps(fps)
+    clips = _as_clips(frames).astype("float32")
     with atomic_path(path) as tmp:
         _encode(clips, tmp, path.suffix.lower(), fps)
         if record is not None:

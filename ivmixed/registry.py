@@ -3,6 +3,11 @@
 An entry point names a :class:`BackboneSpec` (a light object: importing it must not import torch or
 diffusers). The spec's ``factory`` — ``"module:callable"`` or a callable — is imported only when the
 backbone is loaded. ivmixed's own backbones are declared through the same group in its pyproject.toml.
+
+A plugin that fails to import — with any exception, ``SystemExit`` included — is listed as broken and
+breaks nothing else. When two distributions register the same name, ivmixed's own backbone (else the
+first distribution by name) keeps the plain name and the other is reachable as ``DISTRIBUTION:NAME``
+(``--backbone other-plugin:toy``); ``ivmixed list`` shows both and a warning names the choice on use.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -19,6 +25,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "BackboneSpec",
     "BrokenBackbone",
+    "PluginError",
     "UnknownBackbone",
     "register_backbone",
     "unregister_backbone",
@@ -28,6 +35,14 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "ivmixed.backbones"
+#: the distribution whose backbones keep their plain names when a plugin registers the same name
+BUILTIN_DISTRIBUTION = "ivmixed"
+
+log = logging.getLogger("ivmixed.registry")
+
+
+class PluginError(TypeError):
+    """A backbone's code does not keep the plugin contract (its factory returned something that is not a Backbone)."""
 
 
 class UnknownBackbone(KeyError):
@@ -55,6 +70,10 @@ class BackboneSpec:
             weights are local (``{"model": "model_index.json"}``); models without an entry count as local.
         size_multiple: height and width must be multiples of this (checked before loading anything).
         default_steps: the backbone's default number of steps, so program windows are checked before loading.
+        presets: the names of the backbone's presets, so ``--preset NAME`` is checked before loading; None: read
+            them from the factory's class attribute ``defaults`` (importing its module, loading no weights).
+        prompt_check: ``"module:callable"`` or a callable that raises ``ValueError`` for a prompt the backbone
+            cannot read (the toy world's vocabulary); every prompt is checked with it before loading.
     """
 
     name: str
@@ -68,27 +87,75 @@ class BackboneSpec:
     weight_files: dict[str, str] = field(default_factory=dict)
     size_multiple: int = 8  # height and width must be multiples of this (the VAE factor; 1 in pixel space)
     default_steps: int = 50  # the backbone's default number of steps (program windows are checked against it)
+    presets: tuple[str, ...] | None = None
+    prompt_check: str | Callable[[str], Any] | None = None
     distribution: str | None = None  # filled in by discovery
+    conflict: str = ""  # filled in by discovery: another distribution registers the same name
 
-    def resolve_factory(self) -> Callable[..., Any]:
-        if callable(self.factory):
-            return self.factory
-        module_name, _, attr = self.factory.partition(":")
-        module = importlib.import_module(module_name)
-        obj = module
+    @staticmethod
+    def _resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
+        if callable(target):
+            return target
+        module_name, _, attr = target.partition(":")
+        obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
         return obj
 
-    def load(self, **options) -> Any:
-        """Import the backbone's code and build it with ``options`` (e.g. ``model=``, ``device=``, ``dtype=``)."""
+    def resolve_factory(self) -> Callable[..., Any]:
+        return self._resolve(self.factory)
+
+    def _require(self) -> None:
         missing = self.missing_requirements()
         if missing:
             hint = f" {self.install_hint}" if self.install_hint else ""
             raise ImportError(f"backbone '{self.name}' needs {', '.join(missing)}, which cannot be imported here.{hint}")
+
+    def load(self, **options) -> Any:
+        """Import the backbone's code and build it with ``options`` (e.g. ``model=``, ``device=``, ``dtype=``).
+
+        Raises :class:`PluginError` when the factory returns something that is not a
+        :class:`~ivmixed.backbones.base.Backbone`.
+        """
+        self._require()
         factory = self.resolve_factory()
         _check_options(self.name, factory, options)
-        return factory(**options)
+        backbone = factory(**options)
+        from .backbones.base import Backbone
+
+        if not isinstance(backbone, Backbone):
+            origin = f" (from {self.distribution})" if self.distribution else ""
+            where = self.factory if isinstance(self.factory, str) else getattr(self.factory, "__qualname__", repr(self.factory))
+            raise PluginError(
+                f"backbone '{self.name}'{origin}: its factory {where} returned {type(backbone).__name__}, not a Backbone "
+                "(a subclass of ivmixed.backbones.base.Backbone); the plugin is broken, tell its authors"
+            )
+        return backbone
+
+    def preset_names(self) -> tuple[str, ...] | None:
+        """The names ``--preset`` accepts, without loading weights; None when the backbone does not say."""
+        if self.presets is not None:
+            return tuple(self.presets)
+        self._require()
+        defaults = getattr(self.resolve_factory(), "defaults", None)
+        presets = getattr(defaults, "presets", None)
+        return tuple(presets) if isinstance(presets, dict) else None
+
+    def check_preset(self, preset: str | None) -> None:
+        """Refuse a preset name the backbone does not have (before loading), listing the ones it has."""
+        if preset is None:
+            return
+        names = self.preset_names()
+        if names is not None and preset not in names:
+            from .errors import quoted
+
+            raise ValueError(f"--preset {quoted(preset)}: backbone '{self.name}' has no such preset; its presets: {', '.join(sorted(names)) or 'none'}")
+
+    def check_prompt(self, prompt: str) -> None:
+        """Raise ``ValueError`` for a prompt this backbone cannot read (a no-op for backbones without a check)."""
+        if self.prompt_check is None:
+            return
+        self._resolve(self.prompt_check)(prompt)
 
     def missing_requirements(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -96,17 +163,17 @@ class BackboneSpec:
     def availability(self) -> dict[str, Any]:
         """Whether this backbone can run here: requirements importable and default weights local.
 
-        ``cuda`` says whether a GPU is present; a backbone that prefers one still runs on the CPU, slowly,
-        which ``note`` says.
+        ``cuda`` says whether a GPU is present (None when not asked: only for a ready backbone that prefers one);
+        a backbone that prefers a GPU still runs on the CPU, slowly, which ``note`` says.
         """
         missing = self.missing_requirements()
-        cuda = None
-        if importlib.util.find_spec("torch") is not None:
+        weights = {option: weights_are_local(model_id, self.weight_files.get(option)) for option, model_id in self.default_models.items()}
+        ready = not missing and all(weights.values())
+        cuda = None  # importing torch takes seconds: only asked when the answer changes the verdict
+        if ready and self.prefers_cuda:
             import torch
 
             cuda = bool(torch.cuda.is_available())
-        weights = {option: weights_are_local(model_id, self.weight_files.get(option)) for option, model_id in self.default_models.items()}
-        ready = not missing and all(weights.values())
         note = "runs on the CPU, slowly (no CUDA here)" if ready and self.prefers_cuda and not cuda else ""
         return {"requirements_missing": missing, "cuda": cuda, "weights_local": weights, "can_run": ready, "note": note}
 
@@ -145,39 +212,82 @@ def unregister_backbone(name: str) -> None:
 def discover() -> tuple[dict[str, BackboneSpec], list[BrokenBackbone]]:
     """All backbones, in name order: entry points of the ``ivmixed.backbones`` group, then run-time registrations.
 
-    An entry point that fails to import, or does not name a :class:`BackboneSpec` or a callable, is
-    returned in the second list instead of raising.
+    An entry point that fails to import (any exception, ``SystemExit`` included; not ``KeyboardInterrupt``), or
+    does not name a :class:`BackboneSpec` or a callable, is returned in the second list instead of raising.
+    A name registered by two distributions keeps ivmixed's own backbone (else the first distribution by name);
+    the other is listed as ``DISTRIBUTION:NAME``, and both carry a ``conflict`` note.
     """
     found: dict[str, BackboneSpec] = {}
     broken: list[BrokenBackbone] = []
-    eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, ep.value))
+    seen: dict[str, str | None] = {}  # name -> distribution that holds the plain name
+    shadowed: dict[str, list[str]] = {}  # plain name -> qualified names of the others
+    eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, _dist_rank(ep), ep.value))
     for ep in eps:
-        dist = ep.dist.name if getattr(ep, "dist", None) is not None else None
-        if ep.name in found:  # the same distribution seen twice on sys.path: keep the first
-            continue
+        dist = _dist_name(ep)
+        name = ep.name
+        if name in seen:
+            if seen[name] == dist:  # the same distribution seen twice on sys.path: keep the first
+                continue
+            name = f"{dist}:{ep.name}"
+            if name in found or any(b.name == name for b in broken):
+                continue
+        else:
+            seen[name] = dist
         try:
             obj = ep.load()
-        except Exception as exc:  # a broken plugin must not break discovery
-            broken.append(BrokenBackbone(ep.name, dist, ep.value, f"{type(exc).__name__}: {exc}"))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit at import) must not break discovery
+            broken.append(BrokenBackbone(name, dist, ep.value, f"{type(exc).__name__}: {exc}"))
             continue
         if isinstance(obj, BackboneSpec):
-            spec = obj if obj.name == ep.name else BackboneSpec(**{**obj.__dict__, "name": ep.name})
+            spec = obj if obj.name == name else BackboneSpec(**{**obj.__dict__, "name": name})
         elif callable(obj):
-            spec = BackboneSpec(name=ep.name, factory=obj, summary=(obj.__doc__ or "").strip().split("\n")[0])
+            spec = BackboneSpec(name=name, factory=obj, summary=(obj.__doc__ or "").strip().split("\n")[0])
         else:
-            broken.append(BrokenBackbone(ep.name, dist, ep.value, f"entry point gives {type(obj).__name__}, not a BackboneSpec or a callable"))
+            broken.append(BrokenBackbone(name, dist, ep.value, f"entry point gives {type(obj).__name__}, not a BackboneSpec or a callable"))
             continue
-        found[ep.name] = BackboneSpec(**{**spec.__dict__, "distribution": dist})
+        found[name] = BackboneSpec(**{**spec.__dict__, "distribution": dist})
+        if name != ep.name:
+            shadowed.setdefault(ep.name, []).append(name)
+    for plain, others in shadowed.items():
+        for qualified in others:
+            other = found[qualified]
+            found[qualified] = BackboneSpec(**{**other.__dict__, "conflict": (
+                f"also named '{plain}', but --backbone {plain} is the one from {seen[plain]}; this one is --backbone {qualified}"
+            )})
+        if plain in found:
+            found[plain] = BackboneSpec(**{**found[plain].__dict__, "conflict": (
+                f"the name '{plain}' is also registered by {', '.join(found[q].distribution or '?' for q in others)}; "
+                f"this one (from {seen[plain]}) is used; choose the other with --backbone {' or '.join(others)}"
+            )})
     for name, spec in _REGISTERED.items():
         found[name] = spec if spec.distribution else BackboneSpec(**{**spec.__dict__, "distribution": "(registered at run time)"})
     return dict(sorted(found.items())), broken
+
+
+def _dist_name(ep) -> str | None:
+    return ep.dist.name if getattr(ep, "dist", None) is not None else None
+
+
+def _dist_rank(ep) -> tuple[int, str]:
+    """ivmixed's own entry points first, then the others by distribution name."""
+    dist = _dist_name(ep) or ""
+    return (0 if dist == BUILTIN_DISTRIBUTION else 1, dist)
+
+
+_WARNED: set[str] = set()
 
 
 def get_spec(name: str) -> BackboneSpec:
     """The spec of backbone ``name``; an unknown name raises :class:`UnknownBackbone` listing the known ones."""
     found, broken = discover()
     if name in found:
-        return found[name]
+        spec = found[name]
+        if spec.conflict and name not in _WARNED:
+            _WARNED.add(name)
+            log.warning("backbone '%s': %s", name, spec.conflict)
+        return spec
     for b in broken:
         if b.name == name:
             raise ImportError(f"backbone '{name}' (from {b.distribution or 'an unknown distribution'}) is broken: {b.error}")

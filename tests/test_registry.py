@@ -58,20 +58,24 @@ def test_broken_plugin_is_reported_and_breaks_nothing(plugin_path):
     assert "ModuleNotFoundError" in broken[0].error and "a_module_that_does_not_exist" in broken[0].error
     assert found["fine"].distribution == "ivmixed-broken-plugin"
     assert "toy" in found
-    assert ivmixed.load("fine", x=1) == ("built", {"x": 1})
+    # the fine plugin's factory returns a tuple: loading it says so instead of failing later on a missing attribute
+    with pytest.raises(ivmixed.registry.PluginError, match=r"backbone 'fine' \(from ivmixed-broken-plugin\): its factory <lambda> returned tuple, not a Backbone"):
+        ivmixed.load("fine", x=1)
     with pytest.raises(ImportError, match="backbone 'broken' \\(from ivmixed-broken-plugin\\) is broken: ModuleNotFoundError"):
         ivmixed.load("broken")
 
 
 def test_register_backbone_at_run_time():
     def factory(size=3):
-        return {"size": size}
+        from ivmixed.backbones.toyworld import ToyBackbone
+
+        return ToyBackbone(frames=size)
 
     register_backbone("notebook-one", factory, summary="defined in a notebook")
     try:
         found, _ = discover()
         assert found["notebook-one"].distribution == "(registered at run time)"
-        assert ivmixed.load("notebook-one", size=5) == {"size": 5}
+        assert ivmixed.load("notebook-one", size=5).defaults.frames == 5
         with pytest.raises(ValueError, match="backbone 'notebook-one' does not take option\\(s\\) model; it takes: size"):
             ivmixed.load("notebook-one", model="x")
     finally:
@@ -113,3 +117,57 @@ def test_list_json_tells_what_can_run(capsys):
         # it can run when its default weights are local (on a CPU too, with a note saying it is slow)
         assert row["can_run"] is all(row["weights_local"].values())
         assert row["note"] == ("runs on the CPU, slowly (no CUDA here)" if row["can_run"] and not row["cuda"] else "")
+
+
+def test_a_plugin_calling_sys_exit_at_import_breaks_nothing(plugin_path, capsys):
+    plugin_path("ivmixed-exits", {"exits": "ivmixed_exits_mod:SPEC"}, {"ivmixed_exits_mod": "import sys\nsys.exit(2)\n"})
+    found, broken = discover()
+    assert "toy" in found and [(b.name, b.error) for b in broken] == [("exits", "SystemExit: 2")]
+    from ivmixed.cli import main
+
+    assert main(["list"]) == 0
+    assert "exits" in capsys.readouterr().out
+    with pytest.raises(ImportError, match="backbone 'exits' .* is broken: SystemExit: 2"):
+        ivmixed.load("exits")
+
+
+def test_a_plugin_named_like_a_builtin_does_not_silently_win(plugin_path, capsys, caplog, tmp_path, monkeypatch):
+    plugin_path(
+        "aaa-impostor",  # sorts before "ivmixed": the name order alone would let it win
+        {"toy": "ivmixed_impostor_mod:SPEC"},
+        {"ivmixed_impostor_mod": """
+            from ivmixed.registry import BackboneSpec
+            SPEC = BackboneSpec(name="toy", factory=lambda **kw: 1, summary="an impostor")
+        """},
+    )
+    found, _ = discover()
+    assert found["toy"].distribution == "ivmixed" and found["toy"].summary.startswith("analytic video world")
+    assert found["aaa-impostor:toy"].distribution == "aaa-impostor"
+    assert "--backbone aaa-impostor:toy" in found["toy"].conflict
+    from ivmixed.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "NAME CONFLICT: the name 'toy' is also registered by aaa-impostor; this one (from ivmixed) is used" in out
+    assert "aaa-impostor:toy" in out
+    monkeypatch.setattr(ivmixed.registry, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="ivmixed.registry"):
+        get_spec("toy")
+    assert "this one (from ivmixed) is used; choose the other with --backbone aaa-impostor:toy" in caplog.text
+    # the other one is reachable by its qualified name, and its factory's bad return value is named
+    assert main(["generate", "--backbone", "aaa-impostor:toy", "--out", str(tmp_path / "x.gif")]) == 1
+    assert "returned int, not a Backbone" in capsys.readouterr().err
+
+
+def test_a_factory_returning_something_else_is_named_in_the_cli(tmp_path, capsys):
+    register_backbone("returns-int", lambda **kw: 1, size_multiple=1)
+    try:
+        from ivmixed.cli import main
+
+        assert main(["generate", "--backbone", "returns-int", "--out", str(tmp_path / "x.gif")]) == 1
+        err = capsys.readouterr().err
+        assert "backbone 'returns-int' (from (registered at run time)): its factory" in err
+        assert "returned int, not a Backbone" in err and "Traceback" not in err
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        unregister_backbone("returns-int")

@@ -26,6 +26,7 @@ def collect() -> list[dict]:
                 "summary": spec.summary,
                 "roles": spec.roles,
                 "default_models": spec.default_models,
+                "conflict": spec.conflict,
                 **spec.availability(),
             }
         )
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{head}  [{verdict}{' — ' + '; '.join(reasons) if reasons else ''}]")
         if r["summary"]:
             print(f"    {r['summary']}")
+        if r["conflict"]:
+            print(f"    NAME CONFLICT: {r['conflict']}")
         for role, what in r["roles"].items():
             print(f"    {role}: {what}")
     return 0
