@@ -389,7 +389,7 @@ class EvalReport:
         out = check_out_dir(out_dir)
         if plot:
             self.check_axes(x, y)
-            _pyplot(headless=True)
+            require_matplotlib()
         written = {}
         with atomic_path(out / EVAL_FILES["json"]) as tmp:
             tmp.write_text(json.dumps(self.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
@@ -417,7 +417,12 @@ def check_out_dir(out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def _pyplot(*, headless: bool):
+def require_matplotlib() -> None:
+    """Raise ImportError with the install command when matplotlib is missing."""
+    _pyplot(headless=False, load=False)
+
+
+def _pyplot(*, headless: bool, load: bool = True):
     try:
         import matplotlib
     except ImportError:
@@ -425,6 +430,8 @@ def _pyplot(*, headless: bool):
             "the quality–cost plot needs matplotlib, which is not installed: pip install matplotlib "
             "(or pip install 'ivmixed[notebooks]'); pass --no-plot to write only the tables"
         ) from None
+    if not load:
+        return None
     if headless:
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -479,6 +486,7 @@ def evaluate(
     bootstrap: int = 2000,
     seed: int = 0,
     progress: bool = True,
+    plot_axes: tuple[str, str | None] | None = None,
 ) -> EvalReport:
     """Measure every finished video of a batch folder and summarise per program and paired against ``baseline``.
 
@@ -492,6 +500,7 @@ def evaluate(
         bootstrap: bootstrap resamples of the paired intervals.
         seed: seed of the bootstrap.
         progress: a tqdm bar over the videos while frame metrics are computed.
+        plot_axes: ``(x, y)`` of a plot to be drawn from the report, checked with the rest (y None: the default).
 
     Everything is checked — the folder, the metric names and options, the baseline, the weights being local —
     before any metric model loads.
@@ -534,6 +543,15 @@ def evaluate(
     for v in videos:
         for name in v.metrics:
             info.setdefault(name, {"source": f"manifest (backbone {backbone_name or '?'})", "higher_is_better": not name.endswith("_error")})
+
+    if plot_axes is not None:
+        x, y = plot_axes
+        known = set(info) | set(names)
+        for axis, name in (("x", x), ("y", y)):
+            if name is not None and name not in known and not (axis == "x" and name in COST_AXES):
+                choices = (list(COST_AXES) if axis == "x" else []) + list(dict.fromkeys([*info, *names]))
+                raise ValueError(f"plot {axis} axis {name!r} is not measured here; choose one of: {', '.join(choices)}")
+        require_matplotlib()
 
     loaded = {name: spec.load(**options.get(name, {})) for name, spec in specs.items()}
     for name, metric in loaded.items():
