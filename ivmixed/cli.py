@@ -19,7 +19,7 @@ from importlib import import_module
 
 from . import __version__
 
-COMMANDS = ("generate", "explain", "list", "sweep", "batch", "compare")
+COMMANDS = ("generate", "explain", "list", "sweep", "batch", "compare", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

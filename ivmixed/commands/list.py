@@ -11,6 +11,7 @@ from ..registry import discover
 def register(sub) -> None:
     p = sub.add_parser("list", help="list registered backbones and whether they can run here", description=__doc__)
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--metrics", action="store_true", help="list the registered metrics (for `ivmixed eval`) instead")
     p.set_defaults(run=run)
 
 
@@ -36,6 +37,10 @@ def collect() -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "metrics", False):
+        from . import _metrics_list
+
+        return _metrics_list.run(args.json)
     rows = collect()
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -1,0 +1,60 @@
+"""Plugin groups read the same way for every kind of plugin: lazily, in name order, one broken entry point never breaks the rest.
+
+An entry point names a light object (a spec); what it describes is imported only when used, through a
+``"package.module:attribute"`` reference that :func:`resolve` follows. :func:`load_group` reads a group and
+hands each loaded object to an ``adapt`` function that turns it into the caller's spec type (or refuses it
+with a ``TypeError``); anything that fails is reported as a :class:`BrokenEntryPoint` instead of raising.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable, TypeVar
+
+__all__ = ["BrokenEntryPoint", "load_group", "resolve"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BrokenEntryPoint:
+    """An entry point that could not be loaded, or that names the wrong kind of object; listings show it with its error."""
+
+    name: str
+    distribution: str | None
+    value: str
+    error: str
+
+
+def resolve(reference: str | Callable[..., Any]) -> Any:
+    """The object a ``"package.module:attr.sub"`` reference names (imported now); a callable is returned as it is."""
+    if callable(reference):
+        return reference
+    module_name, _, attr = reference.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_group(group: str, adapt: Callable[[str, Any], T]) -> tuple[dict[str, tuple[T, str | None]], list[BrokenEntryPoint]]:
+    """Every entry point of ``group``, in name order: ``{name: (adapt(name, object), distribution)}`` and the broken ones.
+
+    ``adapt`` receives the entry point's name and the loaded object and returns the caller's spec; it raises
+    ``TypeError`` (with a message saying what was expected) for an object of the wrong kind. When the same
+    name is seen twice (one distribution twice on ``sys.path``) the first is kept.
+    """
+    found: dict[str, tuple[T, str | None]] = {}
+    broken: list[BrokenEntryPoint] = []
+    for ep in sorted(entry_points(group=group), key=lambda ep: (ep.name, ep.value)):
+        if ep.name in found:
+            continue
+        dist = ep.dist.name if getattr(ep, "dist", None) is not None else None
+        try:
+            obj = ep.load()
+            found[ep.name] = (adapt(ep.name, obj), dist)
+        except Exception as exc:  # a broken plugin must not break discovery
+            broken.append(BrokenEntryPoint(ep.name, dist, ep.value, f"{type(exc).__name__}: {exc}"))
+    return found, broken
