@@ -43,18 +43,41 @@ def load_group(group: str, adapt: Callable[[str, Any], T]) -> tuple[dict[str, tu
     """Every entry point of ``group``, in name order: ``{name: (adapt(name, object), distribution)}`` and the broken ones.
 
     ``adapt`` receives the entry point's name and the loaded object and returns the caller's spec; it raises
-    ``TypeError`` (with a message saying what was expected) for an object of the wrong kind. When the same
-    name is seen twice (one distribution twice on ``sys.path``) the first is kept.
+    ``TypeError`` (with a message saying what was expected) for an object of the wrong kind. An entry point
+    that fails to import with any exception (``SystemExit`` included, not ``KeyboardInterrupt``) is broken.
+    When two distributions register one name, ivmixed's own entry point (else the first distribution by
+    name) keeps the plain name and the other is reachable as ``DISTRIBUTION:NAME``; one distribution seen
+    twice on ``sys.path`` counts once.
     """
     found: dict[str, tuple[T, str | None]] = {}
     broken: list[BrokenEntryPoint] = []
-    for ep in sorted(entry_points(group=group), key=lambda ep: (ep.name, ep.value)):
-        if ep.name in found:
-            continue
-        dist = ep.dist.name if getattr(ep, "dist", None) is not None else None
+    holder: dict[str, str | None] = {}  # plain name -> the distribution that holds it
+    for ep in sorted(entry_points(group=group), key=lambda ep: (ep.name, _rank(ep), ep.value)):
+        dist = _dist(ep)
+        name = ep.name
+        if name in holder:
+            if holder[name] == dist:
+                continue
+            name = f"{dist}:{ep.name}"
+            if name in found or any(b.name == name for b in broken):
+                continue
+        else:
+            holder[name] = dist
         try:
             obj = ep.load()
-            found[ep.name] = (adapt(ep.name, obj), dist)
-        except Exception as exc:  # a broken plugin must not break discovery
-            broken.append(BrokenEntryPoint(ep.name, dist, ep.value, f"{type(exc).__name__}: {exc}"))
+            found[name] = (adapt(name, obj), dist)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit at import) must not break discovery
+            broken.append(BrokenEntryPoint(name, dist, ep.value, f"{type(exc).__name__}: {exc}"))
     return found, broken
+
+
+def _dist(ep) -> str | None:
+    return ep.dist.name if getattr(ep, "dist", None) is not None else None
+
+
+def _rank(ep) -> tuple[int, str]:
+    """ivmixed's own entry points first, then the others by distribution name."""
+    dist = _dist(ep) or ""
+    return (0 if dist == "ivmixed" else 1, dist)

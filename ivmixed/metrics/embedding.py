@@ -48,12 +48,11 @@ class ImageEncoder:
         config = AutoConfig.from_pretrained(model, local_files_only=True)
         self.kind = "clip" if config.model_type == "clip" else "cls"
         verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()  # the processor's backend notices are not the user's business
+        bars = transformers.logging.is_progress_bar_enabled()
+        transformers.logging.set_verbosity_error()  # backend notices and loading bars are not the user's business
+        transformers.logging.disable_progress_bar()
         try:
             processor = AutoImageProcessor.from_pretrained(model, local_files_only=True)
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-        try:
             if self.kind == "clip":
                 from transformers import AutoTokenizer, CLIPModel
 
@@ -71,6 +70,10 @@ class ImageEncoder:
             if not allow_pickle and "safetensors" in str(exc).lower():
                 raise ValueError(f"model '{model}' has no .safetensors weights; pass allow_pickle=True (--metric-option NAME.allow_pickle=True) to load pickled ones") from None
             raise
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+            if bars:
+                transformers.logging.enable_progress_bar()
         self.net.to(device=self.device, dtype=self.dtype).eval()
         self.size = _crop_size(processor, vision_size)
         self.mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
