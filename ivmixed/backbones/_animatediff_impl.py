@@ -4,7 +4,9 @@ Loading goes in three stages so that a bad request fails before anything heavy h
 
 1. find every model (:func:`~ivmixed.backbones._diffusers.resolve_models`; one error names all missing ones);
 2. read their configs and check the pair can be mixed (latent channels, ᾱ table, text-embedding width);
-3. load the weights (``safetensors`` only unless ``allow_pickle``) and move them to the device.
+3. choose each model's weight files from what it publishes (:func:`~ivmixed.backbones._diffusers.plan_weights`:
+   fp16 on CUDA where a repository has them, each model on its own; pickles refused unless ``allow_pickle``);
+4. load the weights and move them to the device.
 
 As in the released code, the IDM is conditioned on the *video* model's text embeddings and its latents
 are decoded by the video model's VAE; only the IDM's UNet is loaded.
@@ -33,6 +35,7 @@ from ._diffusers import (
     load_kwargs,
     parse_loras,
     peek_json,
+    plan_weights,
     resolve_device,
     resolve_dtype,
     require_json,
@@ -75,8 +78,12 @@ class AnimateDiffBackbone(DiffusersBackbone):
         device: ``cpu``, ``cuda``, ``cuda:1`` …; default CUDA when available.
         dtype: ``fp32``, ``fp16`` or ``bf16``; default fp16 on CUDA, fp32 on the CPU.
         allow_pickle: also load pickled (``.bin``/``.ckpt``) weights. Off by default: pickles can run code.
-        variant: weight variant of the video model and adapter files (e.g. ``fp16``).
-        image_variant: weight variant of the image model files.
+        revision, motion_adapter_revision, image_model_revision, vae_revision: hub revisions (branch, tag,
+            commit or ``refs/pr/N``) of the base, the adapter, the image model and the VAE; default main.
+        variant, motion_adapter_variant, image_variant: weight variant of the base, the adapter and the
+            image model, each chosen on its own: default ``fp16`` under fp16 (the CUDA default) where that
+            model publishes fp16 files (Realistic Vision V5.1 does not, the adapter does), else the plain
+            files; ``none`` forces the plain files.
         decode_chunk_size: frames decoded by the VAE at a time.
     """
 
@@ -98,6 +105,11 @@ class AnimateDiffBackbone(DiffusersBackbone):
         allow_pickle: bool = False,
         variant: str | None = None,
         image_variant: str | None = None,
+        motion_adapter_variant: str | None = None,
+        revision: str | None = None,
+        motion_adapter_revision: str | None = None,
+        image_model_revision: str | None = None,
+        vae_revision: str | None = None,
         decode_chunk_size: int = 16,
     ):
         # 0. arguments that need no file
@@ -108,7 +120,8 @@ class AnimateDiffBackbone(DiffusersBackbone):
         self.allow_pickle = allow_pickle
 
         # 1. find every model, no network when cached
-        self.locations = self._find(model, motion_adapter, image_model, image_model_config, vae, allow_pickle)
+        revisions = {"model": revision, "motion_adapter": motion_adapter_revision, "image_model": image_model_revision, "vae": vae_revision}
+        self.locations = self._find(model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions)
         video = self.locations["model"]
 
         # 2. configs only: check the pair before any weight loads
@@ -131,31 +144,49 @@ class AnimateDiffBackbone(DiffusersBackbone):
         if prediction != "epsilon":  # the adapter converts to ε, so the standard step must read ε too
             self.scheduler_overrides = {**DDIM_OVERRIDES, "prediction_type": "epsilon"}
 
-        # 3. weights
-        self._load(variant, image_variant)
+        # 3. which weight files: variants and the pickle check, still before any weight loads
+        self.variants = self._plan({"model": variant, "motion_adapter": motion_adapter_variant, "image_model": image_variant})
+
+        # 4. weights
+        self._load()
         schedule = NoiseSchedule.from_scheduler(self.make_scheduler())
         self.vdm = UNetScore(self.unet, schedule=schedule, prediction_type=prediction, repeat_cond=True)
         self.idm = ImageOnVideo(UNetScore(self.image_unet, schedule=schedule, prediction_type=image_prediction, repeat_cond=True))
 
     # -- loading ----------------------------------------------------------------------------------------
 
-    def _find(self, model, motion_adapter, image_model, image_model_config, vae, allow_pickle) -> dict[str, Location]:
-        index = peek_json(model, "model_index.json") or {}
+    def _find(self, model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions) -> dict[str, Location]:
+        index = peek_json(model, "model_index.json", revisions["model"]) or {}
         is_pipeline = index.get("_class_name") == "AnimateDiffPipeline"
-        requests = [ModelRequest("model", model, "video model (SD1.5 base or saved AnimateDiffPipeline)")]
+        requests = [ModelRequest("model", model, "video model (SD1.5 base or saved AnimateDiffPipeline)", revision=revisions["model"])]
         if motion_adapter is not None or not is_pipeline:
-            requests.append(ModelRequest("motion_adapter", motion_adapter or DEFAULT_MOTION_ADAPTER, "motion adapter", ("config.json",)))
+            requests.append(
+                ModelRequest(
+                    "motion_adapter",
+                    motion_adapter or DEFAULT_MOTION_ADAPTER,
+                    "motion adapter",
+                    ("config.json",),
+                    revision=revisions["motion_adapter"],
+                )
+            )
         requests.append(
-            ModelRequest("image_model", image_model, "image model (SD1.5 UNet)", ("unet/config.json", "config.json"), single_file=True)
+            ModelRequest(
+                "image_model",
+                image_model,
+                "image model (SD1.5 UNet)",
+                ("unet/config.json", "config.json"),
+                single_file=True,
+                revision=revisions["image_model"],
+            )
         )
         image_is_file = os.path.isfile(os.path.expanduser(str(image_model)))
-        base_unet = peek_json(model, "unet/config.json") or {}
+        base_unet = peek_json(model, "unet/config.json", revisions["model"]) or {}
         if image_is_file and image_model_config is None and base_unet.get("_class_name") != "UNet2DConditionModel":
             image_model_config = DEFAULT_IMAGE_MODEL
         if image_is_file and image_model_config is not None:
             requests.append(ModelRequest("image_model_config", image_model_config, "image model config", ("unet/config.json", "config.json")))
         if vae is not None:
-            requests.append(ModelRequest("vae", vae, "VAE", ("config.json", "vae/config.json")))
+            requests.append(ModelRequest("vae", vae, "VAE", ("config.json", "vae/config.json"), revision=revisions["vae"]))
         found = resolve_models(self.name, requests, allow_pickle=allow_pickle)
         if motion_adapter is None and "motion_adapter" in found:
             # a hub AnimateDiffPipeline that was not cached: only now is its model_index.json readable
@@ -197,28 +228,51 @@ class AnimateDiffBackbone(DiffusersBackbone):
             "idm_scheduler": idm_scheduler,
         }
 
-    def _load(self, variant: str | None, image_variant: str | None) -> None:
+    def _subfolders(self) -> dict[str, tuple[str, ...]]:
+        """The component folders each model loads (``""``: the model's root)."""
+        loc = self.locations
+        folders = {"model": ("unet", "text_encoder") + (() if "vae" in loc else ("vae",))}
+        if "motion_adapter" in loc:
+            folders["motion_adapter"] = ("",)
+        if "vae" in loc:
+            folders["vae"] = ("vae",) if loc["vae"].read_json("config.json") is None else ("",)
+        image = loc["image_model"]
+        if image.kind != "file":
+            folders["image_model"] = ("unet",) if image.read_json("unet/config.json") is not None else ("",)
+        return folders
+
+    def _plan(self, requested: dict[str, str | None]) -> dict[str, str | None]:
+        return {
+            option: plan_weights(
+                self.locations[option], subfolders, requested.get(option), dtype=self.dtype, allow_pickle=self.allow_pickle
+            )
+            for option, subfolders in self._subfolders().items()
+        }
+
+    def _load(self) -> None:
         from diffusers import AnimateDiffPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
 
         loc = self.locations
+
+        def kwargs(option: str) -> dict[str, Any]:
+            return load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=self.variants.get(option), location=loc[option])
+
         logger.info("loading %s on %s", ", ".join(f"{k}={v.describe()}" for k, v in loc.items()), self.device)
-        kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=variant)
         parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
         try:
             if "motion_adapter" in loc:
-                parts["motion_adapter"] = MotionAdapter.from_pretrained(loc["motion_adapter"].path, **kwargs)
+                parts["motion_adapter"] = MotionAdapter.from_pretrained(loc["motion_adapter"].path, **kwargs("motion_adapter"))
             if "vae" in loc:
                 vae_loc = loc["vae"]
                 sub = "vae" if vae_loc.read_json("config.json") is None else None
-                parts["vae"] = AutoencoderKL.from_pretrained(vae_loc.path, subfolder=sub, **kwargs)
-            pipe = AnimateDiffPipeline.from_pretrained(loc["model"].path, **parts, **kwargs)
+                parts["vae"] = AutoencoderKL.from_pretrained(vae_loc.path, subfolder=sub, **kwargs("vae"))
+            pipe = AnimateDiffPipeline.from_pretrained(loc["model"].path, **parts, **kwargs("model"))
         except (OSError, ValueError) as exc:
             raise explain_load_error(exc, loc["model"], allow_pickle=self.allow_pickle) from exc
         self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         del pipe, parts  # the adapter's weights now live inside the motion UNet
 
         image = loc["image_model"]
-        image_kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=image_variant)
         try:
             if image.kind == "file":
                 source = self._image_config
@@ -228,7 +282,7 @@ class AnimateDiffBackbone(DiffusersBackbone):
                 )
             else:
                 sub = "unet" if image.read_json("unet/config.json") is not None else None
-                self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **image_kwargs)
+                self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **kwargs("image_model"))
         except (OSError, ValueError) as exc:
             raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
         apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)

@@ -27,6 +27,8 @@ import json
 import logging
 import os
 import re
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -38,12 +40,17 @@ from .base import Backbone, IncompatibleModels, check_same_latent_space
 
 __all__ = [
     "MissingWeights",
+    "UnsafeWeights",
     "ModelRequest",
     "Location",
     "resolve_models",
     "peek_json",
     "require_json",
     "hub_offline",
+    "hub_unreachable",
+    "plan_weights",
+    "revision_option",
+    "variant_option",
     "resolve_device",
     "resolve_dtype",
     "dtype_name",
@@ -85,8 +92,8 @@ class MissingWeights(FileNotFoundError):
     names them all.
     """
 
-    def __init__(self, backbone: str, missing: list[tuple[str, str, str, str]]):
-        self.backbone, self._entries = backbone, list(missing)
+    def __init__(self, backbone: str, missing: list[tuple[str, str, str, str]], revisions: dict[str, str] | None = None):
+        self.backbone, self._entries, self.revisions = backbone, list(missing), dict(revisions or {})
         self.missing = [(flag, value, reason) for _, flag, value, reason in missing]
         lines = [f"backbone '{backbone}' cannot find {len(missing)} of its models:"]
         for role, flag, value, reason in missing:
@@ -97,7 +104,10 @@ class MissingWeights(FileNotFoundError):
         lines += ["Provide each one in one of these ways:", f"  - a local copy in diffusers layout: {flags}"]
         if hub_ids:
             lines.append("  - download it once, where the hub can be reached, into the cache used here:")
-            lines += [f"      hf download {hub_id}" for hub_id in hub_ids]
+            lines += [
+                f"      hf download {hub_id}" + (f" --revision {self.revisions[hub_id]}" if self.revisions.get(hub_id) else "")
+                for hub_id in hub_ids
+            ]
             lines.append("    (older huggingface_hub: huggingface-cli download ID)")
         lines.append(f"  - point HF_HOME (the cache is $HF_HOME/hub) or HF_HUB_CACHE at a cache that holds it; now: {_cache_dir()}")
         super().__init__("\n".join(lines))
@@ -106,7 +116,14 @@ class MissingWeights(FileNotFoundError):
         return self.args[0]
 
     def __reduce__(self):  # so the error survives being sent between processes
-        return (type(self), (self.backbone, self._entries))
+        return (type(self), (self.backbone, self._entries, self.revisions))
+
+
+class UnsafeWeights(ValueError):
+    """A model whose weights exist only as pickles (``.bin``/``.ckpt``), refused unless ``--allow-pickle`` is given."""
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @dataclass(frozen=True)
@@ -127,10 +144,21 @@ class ModelRequest:
     role: str
     markers: tuple[str, ...] = ("model_index.json",)
     single_file: bool = False
+    revision: str | None = None  # hub revision: branch, tag, commit or ``refs/pr/N`` (not used for local paths)
 
     @property
     def flag(self) -> str:
         return {"model": "--model", "image_model": "--image-model"}.get(self.option, f"-o {self.option}=")
+
+
+def revision_option(option: str) -> str:
+    """The backbone option that sets the hub revision of model option ``option`` (``revision``, ``image_model_revision``, ...)."""
+    return "revision" if option == "model" else f"{option}_revision"
+
+
+def variant_option(option: str) -> str:
+    """The backbone option that sets the weight variant of model option ``option`` (``variant``, ``image_variant``, ...)."""
+    return {"model": "variant", "image_model": "image_variant"}.get(option, f"{option}_variant")
 
 
 @dataclass(frozen=True)
@@ -141,6 +169,22 @@ class Location:
     source: str  # what the user gave (a hub id or a path), for manifests and messages
     path: str  # a local folder or file; for kind "hub" the id itself
     kind: str  # "folder" | "file" | "hub"
+    revision: str | None = None  # the hub revision asked for (None: main)
+    role: str = "model"
+
+    def files(self) -> list[str]:
+        """Every file of this model, as paths relative to its root (a hub model not cached lists the repository once)."""
+        if self.kind == "file":
+            return [Path(self.path).name]
+        if self.kind == "folder":
+            root = Path(self.path)
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        key = (self.path, self.revision)
+        if key not in _REPO_FILES:
+            from huggingface_hub import HfApi
+
+            _REPO_FILES[key] = sorted(HfApi().list_repo_files(self.path, revision=self.revision))
+        return _REPO_FILES[key]
 
     def read_json(self, relpath: str) -> dict[str, Any] | None:
         """A JSON file of this model (None if it does not exist); a hub model fetches just that file."""
@@ -152,12 +196,16 @@ class Location:
         from huggingface_hub import hf_hub_download
 
         try:
-            return json.loads(Path(hf_hub_download(self.path, relpath)).read_text())
+            return json.loads(Path(hf_hub_download(self.path, relpath, revision=self.revision)).read_text())
         except Exception:  # noqa: BLE001 - a missing optional file
             return None
 
     def describe(self) -> str:
-        return self.source if self.kind == "hub" or self.source == self.path else f"{self.source} ({self.path})"
+        source = f"{self.source} (revision {self.revision})" if self.revision else self.source
+        return source if self.kind == "hub" or self.source == self.path else f"{source} ({self.path})"
+
+
+_REPO_FILES: dict[tuple[str, str | None], list[str]] = {}
 
 
 class _NotFound(Exception):
@@ -176,6 +224,48 @@ def hub_offline() -> bool:
         return True
 
 
+_UNREACHABLE: dict[str, str | None] = {}
+_PROBE_TIMEOUT_S = 3.0
+
+
+def _socket_words(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "its host name does not resolve: no network or no DNS"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the connection was refused"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"no answer within {_PROBE_TIMEOUT_S:g} s"
+    return f"the connection failed ({type(exc).__name__})"
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached, or None when it answers.
+
+    One TCP connection to the endpoint (``HF_ENDPOINT``, or the HTTPS proxy when one is set), a few seconds
+    at most and no retries, asked once per process: a machine without network learns it at once instead
+    of after a minute of download retries.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return "huggingface_hub is not installed"
+    endpoint = str(constants.ENDPOINT)
+    if endpoint not in _UNREACHABLE:
+        proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)), None)
+        target = urllib.parse.urlsplit(proxy if proxy and "://" in proxy else endpoint)
+        host = target.hostname or ""
+        try:
+            port = target.port or (443 if target.scheme == "https" else 80)
+            with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S):
+                reason = None
+        except OSError as exc:
+            reason = f"{endpoint}{' (through the proxy ' + host + ')' if proxy else ''}: {_socket_words(exc)}"
+        except ValueError:
+            reason = f"{endpoint} is not a URL (HF_ENDPOINT)"
+        _UNREACHABLE[endpoint] = reason
+    return _UNREACHABLE[endpoint]
+
+
 def _cache_dir() -> str:
     try:
         from huggingface_hub import constants
@@ -185,15 +275,15 @@ def _cache_dir() -> str:
         return "~/.cache/huggingface/hub"
 
 
-def _cached_snapshot(repo_id: str, markers: Sequence[str]) -> str | None:
-    """The local snapshot folder of ``repo_id`` in the Hugging Face cache, if it holds one of ``markers``."""
+def _cached_snapshot(repo_id: str, markers: Sequence[str], revision: str | None = None) -> str | None:
+    """The local snapshot folder of ``repo_id`` (at ``revision``, default main) in the Hugging Face cache, if it holds one of ``markers``."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
     for marker in markers:
         try:
-            hit = try_to_load_from_cache(repo_id, marker, cache_dir=_cache_dir())
+            hit = try_to_load_from_cache(repo_id, marker, cache_dir=_cache_dir(), revision=revision)
         except Exception:  # noqa: BLE001 - a malformed id is simply not cached
             return None
         if isinstance(hit, str):
@@ -217,7 +307,7 @@ def _resolve_one(request: ModelRequest, allow_pickle: bool) -> Location:
             raise _NotFound(
                 f"{value} is a folder but not a diffusers {request.role} (none of {', '.join(request.markers)} inside)"
             )
-        return Location(request.option, str(request.value), value, "folder")
+        return Location(request.option, str(request.value), value, "folder", role=request.role)
     if os.path.isfile(value):
         if not request.single_file:
             raise _NotFound(f"{value} is a file; the {request.role} must be a folder in diffusers layout or a hub id")
@@ -226,28 +316,36 @@ def _resolve_one(request: ModelRequest, allow_pickle: bool) -> Location:
                 f"{value} is not a .safetensors file; pickled weights can run code when loaded, so they need "
                 "--allow-pickle (only for files you trust)"
             )
-        return Location(request.option, str(request.value), value, "file")
+        return Location(request.option, str(request.value), value, "file", role=request.role)
     if _looks_like_path(value):
         raise _NotFound(f"no such file or folder: {value}")
     if not _HUB_ID.fullmatch(value):
         raise _NotFound(f"{value!r} is neither an existing path nor a Hugging Face model id (owner/name)")
-    snapshot = _cached_snapshot(value, request.markers)
+    revision = request.revision or None
+    at = f" at revision {revision}" if revision else ""
+    snapshot = _cached_snapshot(value, request.markers, revision)
     if snapshot is not None:
-        logger.info("%s %s: found in the Hugging Face cache at %s", request.role, value, snapshot)
-        return Location(request.option, value, snapshot, "folder")
+        logger.info("%s %s%s: found in the Hugging Face cache at %s", request.role, value, at, snapshot)
+        return Location(request.option, value, snapshot, "folder", revision=revision, role=request.role)
     if hub_offline():
-        raise _NotFound(f"not in the Hugging Face cache ({_cache_dir()}) and the hub is offline (HF_HUB_OFFLINE is set)")
+        raise _NotFound(f"not in the Hugging Face cache ({_cache_dir()}){at} and the hub is offline (HF_HUB_OFFLINE is set)")
+    unreachable = hub_unreachable()
+    if unreachable is not None:  # checked once, in seconds: no minute of download retries on a machine without network
+        raise _NotFound(
+            f"not in the Hugging Face cache ({_cache_dir()}){at} and the hub cannot be reached ({unreachable}); "
+            "without network, set HF_HUB_OFFLINE=1 to use the cache alone"
+        )
     try:  # one small file: proves the hub answers and the repository exists before anything heavy starts
         from huggingface_hub import hf_hub_download
 
-        hf_hub_download(value, request.markers[0])
+        hf_hub_download(value, request.markers[0], revision=revision)
     except Exception as exc:  # noqa: BLE001 - any failure means "not available"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise _NotFound(
             f"not in the Hugging Face cache ({_cache_dir()}) and it cannot be downloaded ({type(exc).__name__}: {reason[:200]})"
         ) from None
-    logger.info("%s %s: not cached; it will be downloaded from the hub when it loads", request.role, value)
-    return Location(request.option, value, value, "hub")
+    logger.info("%s %s%s: not cached; it will be downloaded from the hub when it loads", request.role, value, at)
+    return Location(request.option, value, value, "hub", revision=revision, role=request.role)
 
 
 def resolve_models(backbone: str, requests: Iterable[ModelRequest], *, allow_pickle: bool = False) -> dict[str, Location]:
@@ -259,13 +357,16 @@ def resolve_models(backbone: str, requests: Iterable[ModelRequest], *, allow_pic
     """
     found: dict[str, Location] = {}
     missing: list[tuple[str, str, str, str]] = []
+    revisions: dict[str, str] = {}
     for request in requests:
         try:
             found[request.option] = _resolve_one(request, allow_pickle)
         except _NotFound as exc:
             missing.append((request.role, request.flag, str(request.value), str(exc)))
+            if request.revision:
+                revisions[str(request.value)] = request.revision
     if missing:
-        raise MissingWeights(backbone, missing)
+        raise MissingWeights(backbone, missing, revisions)
     return found
 
 
@@ -281,10 +382,10 @@ def require_json(location: Location, *relpaths: str) -> dict[str, Any]:
     )
 
 
-def peek_json(value: str, relpath: str) -> dict[str, Any] | None:
+def peek_json(value: str, relpath: str, revision: str | None = None) -> dict[str, Any] | None:
     """Read ``relpath`` of a model given as a local folder or a cached hub id, without any network access."""
     value = os.path.expanduser(str(value))
-    folder = value if os.path.isdir(value) else (None if _looks_like_path(value) else _cached_snapshot(value, (relpath,)))
+    folder = value if os.path.isdir(value) else (None if _looks_like_path(value) else _cached_snapshot(value, (relpath,), revision))
     if folder is None:
         return None
     file = Path(folder) / relpath
@@ -359,12 +460,100 @@ def dtype_keyword() -> str:
     return "dtype"
 
 
-def load_kwargs(dtype: torch.dtype, *, allow_pickle: bool, variant: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for every ``from_pretrained``: dtype, safetensors only unless pickles are allowed, variant."""
+def load_kwargs(
+    dtype: torch.dtype, *, allow_pickle: bool, variant: str | None = None, location: Location | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for every ``from_pretrained``: dtype, safetensors only unless pickles are allowed, variant,
+    and the revision of a model that is downloaded from the hub (a cached one is already that revision's folder)."""
     kwargs: dict[str, Any] = {dtype_keyword(): dtype, "use_safetensors": None if allow_pickle else True}
     if variant:
         kwargs["variant"] = variant
+    if location is not None and location.kind == "hub" and location.revision:
+        kwargs["revision"] = location.revision
     return kwargs
+
+
+_WEIGHT_NAME = re.compile(r"(diffusion_pytorch_model|model|pytorch_model)(?:\.(\w+))?(?:-\d{5}-of-\d{5})?\.(safetensors|bin)")
+_NO_VARIANT = {"", "none", "fp32", "default", "main"}
+
+
+def _weights_of(files: Sequence[str], subfolder: str) -> dict[tuple[str | None, str], list[str]]:
+    """The ``from_pretrained`` weight files of one component folder, by (variant, format)."""
+    prefix = f"{subfolder}/" if subfolder else ""
+    table: dict[tuple[str | None, str], list[str]] = {}
+    for name in files:
+        rest = name[len(prefix) :] if name.startswith(prefix) else None
+        match = _WEIGHT_NAME.fullmatch(rest) if rest is not None and "/" not in rest else None
+        if match:
+            table.setdefault((match.group(2), match.group(3)), []).append(name)
+    return table
+
+
+def plan_weights(
+    location: Location,
+    subfolders: Sequence[str],
+    requested: str | None,
+    *,
+    dtype: torch.dtype,
+    allow_pickle: bool,
+) -> str | None:
+    """The weight variant to load for one model, chosen from the files it publishes, before anything loads.
+
+    ``subfolders`` are the component folders that will be loaded (``""``: the model's root). ``requested``
+    None (or ``"auto"``) picks ``fp16`` when the dtype is fp16 (the CUDA default) and every one of them
+    publishes fp16 weights, and the plain files otherwise: a variant that the repository lacks is never
+    asked for. An explicit variant must exist in every subfolder; ``"none"`` asks for the plain files.
+    Raises :class:`UnsafeWeights` when the chosen files exist only as pickles and ``allow_pickle`` is off,
+    naming the files, the risk and the flags that help.
+    """
+    if location.kind == "file":
+        return None
+    files = location.files()
+    tables = {sub: _weights_of(files, sub) for sub in subfolders}
+    formats = ("safetensors", "bin") if allow_pickle else ("safetensors",)
+    option = variant_option(location.option)
+
+    def has(sub: str, variant: str | None, fmts=formats) -> bool:
+        return any((variant, fmt) in tables[sub] for fmt in fmts)
+
+    wanted = None if requested is None else str(requested).strip()
+    if wanted is None or wanted.lower() == "auto":
+        variant = "fp16" if dtype == torch.float16 and all(has(sub, "fp16") for sub in subfolders) else None
+    elif wanted.lower() in _NO_VARIANT:
+        variant = None
+    else:
+        lacking = [sub or "(root)" for sub in subfolders if not has(sub, wanted, ("safetensors", "bin"))]
+        if lacking:
+            found = sorted({v for table in tables.values() for v, _ in table if v})
+            raise ValueError(
+                f"-o {option}={wanted}: {location.describe()} ({location.role}) publishes no {wanted} weights in "
+                f"{', '.join(lacking)} (variants it has: {', '.join(found) or 'none'}); leave {option} unset to "
+                f"load what it publishes, or set -o {option}=none"
+            )
+        variant = wanted
+    if not allow_pickle:
+        pickles = [
+            name
+            for sub in subfolders
+            if not has(sub, variant, ("safetensors",))
+            for name in tables[sub].get((variant, "bin"), [])
+        ]
+        if pickles:
+            raise UnsafeWeights(_pickle_message(location, pickles))
+    if variant:
+        logger.info("%s %s: loading the %s weights", location.role, location.source, variant)
+    return variant
+
+
+def _pickle_message(location: Location, pickles: Sequence[str]) -> str:
+    flag = f"-o {revision_option(location.option)}=REVISION"
+    return (
+        f"the {location.role} {location.describe()} publishes only pickled weights for "
+        f"{', '.join(pickles)} (no .safetensors). Loading a pickle can run any code its author put in it, so "
+        f"ivmixed loads .safetensors only. Either choose a revision of the repository that has .safetensors "
+        f"files ({flag}, e.g. a refs/pr/N conversion or a commit), or, if you trust the files of "
+        f"{location.source}, add --allow-pickle."
+    )
 
 
 def explain_load_error(exc: Exception, location: Location, *, allow_pickle: bool) -> Exception:
@@ -683,6 +872,8 @@ class DiffusersBackbone(Backbone):
             "backbone": self.name,
             "models": {option: loc.source for option, loc in self.locations.items()},
             "model_paths": {option: loc.path for option, loc in self.locations.items()},
+            "model_revisions": {option: loc.revision for option, loc in self.locations.items() if loc.revision},
+            "weight_variants": dict(getattr(self, "variants", {})),
             "image_loras": [str(lora) for lora in getattr(self, "loras", [])],
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),

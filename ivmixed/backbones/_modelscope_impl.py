@@ -26,6 +26,7 @@ from ._diffusers import (
     explain_load_error,
     load_kwargs,
     parse_loras,
+    plan_weights,
     resolve_device,
     resolve_dtype,
     require_json,
@@ -63,8 +64,12 @@ class ModelScopeBackbone(DiffusersBackbone):
         device: ``cpu``, ``cuda``, ``cuda:1`` …; default CUDA when available.
         dtype: ``fp32``, ``fp16`` or ``bf16``; default fp16 on CUDA, fp32 on the CPU.
         allow_pickle: also load pickled (``.bin``/``.ckpt``) weights. Off by default: pickles can run code.
-        variant: weight variant of the video model files (the released code loads ``fp16``).
-        image_variant: weight variant of the image model files.
+        revision, image_model_revision: hub revisions (branch, tag, commit or ``refs/pr/N``) of the video
+            and the image model; default main.
+        variant, image_variant: weight variant of the video and the image model, each chosen on its own:
+            default ``fp16`` under fp16 (the CUDA default) where that model publishes fp16 files for every
+            component loaded (the released code loads the video model's ``fp16``), else the plain files;
+            ``none`` forces the plain files.
         decode_chunk_size: frames decoded by the VAE at a time.
     """
 
@@ -84,6 +89,8 @@ class ModelScopeBackbone(DiffusersBackbone):
         allow_pickle: bool = False,
         variant: str | None = None,
         image_variant: str | None = None,
+        revision: str | None = None,
+        image_model_revision: str | None = None,
         decode_chunk_size: int = 16,
     ):
         # 0. arguments that need no file
@@ -99,8 +106,8 @@ class ModelScopeBackbone(DiffusersBackbone):
         self.locations = resolve_models(
             self.name,
             [
-                ModelRequest("model", model, "video model (TextToVideoSDPipeline)"),
-                ModelRequest("image_model", image_model, "image model (SD1.5 pipeline with its text encoder)"),
+                ModelRequest("model", model, "video model (TextToVideoSDPipeline)", revision=revision),
+                ModelRequest("image_model", image_model, "image model (SD1.5 pipeline with its text encoder)", revision=image_model_revision),
             ],
             allow_pickle=allow_pickle,
         )
@@ -118,8 +125,14 @@ class ModelScopeBackbone(DiffusersBackbone):
         if prediction != "epsilon":  # the adapter converts to ε, so the standard step must read ε too
             self.scheduler_overrides = {**DDIM_OVERRIDES, "prediction_type": "epsilon"}
 
-        # 3. weights
-        self._load(variant, image_variant)
+        # 3. which weight files: variants and the pickle check, still before any weight loads
+        self.variants = self._plan(
+            {"model": ("unet", "vae", "text_encoder"), "image_model": ("unet", "text_encoder")},
+            {"model": variant, "image_model": image_variant},
+        )
+
+        # 4. weights
+        self._load()
         schedule = NoiseSchedule.from_scheduler(self.make_scheduler())
         self.vdm = UNetScore(self.unet, schedule=schedule, prediction_type=prediction, repeat_cond=False)
         image_score = UNetScore(self.image_unet, schedule=schedule, prediction_type=image_prediction, repeat_cond=True)
@@ -157,7 +170,21 @@ class ModelScopeBackbone(DiffusersBackbone):
         self.vae_scale_factor = 2 ** (len(vdm_vae["block_out_channels"]) - 1)
         return vdm_unet, vdm_scheduler, idm_unet, idm_scheduler
 
-    def _load(self, variant: str | None, image_variant: str | None) -> None:
+    def _plan(self, subfolders: dict[str, tuple[str, ...]], requested: dict[str, str | None]) -> dict[str, str | None]:
+        """The weight variant of each model (see :func:`~ivmixed.backbones._diffusers.plan_weights`), before anything loads."""
+        return {
+            option: plan_weights(
+                self.locations[option], folders, requested.get(option), dtype=self.dtype, allow_pickle=self.allow_pickle
+            )
+            for option, folders in subfolders.items()
+        }
+
+    def _kwargs(self, option: str) -> dict[str, Any]:
+        return load_kwargs(
+            self.dtype, allow_pickle=self.allow_pickle, variant=self.variants.get(option), location=self.locations[option]
+        )
+
+    def _load(self) -> None:
         from diffusers.utils import logging as diffusers_logging
 
         try:
@@ -167,7 +194,7 @@ class ModelScopeBackbone(DiffusersBackbone):
 
         video, image = self.locations["model"], self.locations["image_model"]
         logger.info("loading model=%s, image_model=%s on %s", video.describe(), image.describe(), self.device)
-        kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=variant)
+        kwargs = self._kwargs("model")
         verbosity = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()  # the pipeline class warns that it is deprecated; we only borrow its loader
         try:
@@ -179,16 +206,16 @@ class ModelScopeBackbone(DiffusersBackbone):
         self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         del pipe
 
-        self._load_image_pipeline(image_variant)
+        self._load_image_pipeline()
         to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
 
-    def _load_image_pipeline(self, variant: str | None) -> None:
+    def _load_image_pipeline(self) -> None:
         """The IDM with its own text encoder and tokenizer, from an SD-layout pipeline folder, with its LoRAs."""
         import transformers
         from diffusers import UNet2DConditionModel
 
         image = self.locations["image_model"]
-        kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=variant)
+        kwargs = self._kwargs("image_model")
         text_class_name = ((image.read_json("text_encoder/config.json") or {}).get("architectures") or ["CLIPTextModel"])[0]
         text_class = getattr(transformers, text_class_name, transformers.CLIPTextModel)
         try:

@@ -24,7 +24,6 @@ from ivmixed.backbones._diffusers import (
     UNetScore,
     ddim_scheduler,
     explain_load_error,
-    load_kwargs,
     parse_loras,
     resolve_device,
     resolve_dtype,
@@ -37,7 +36,7 @@ from ivmixed.guidance import ImageOnVideo
 from ivmixed.schedules import GuidanceTable
 from ivmixed.steps import NoiseSchedule
 
-from .spec import DEFAULT_COMPONENTS, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
+from .spec import DEFAULT_COMPONENTS, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, PINNED_REVISIONS
 from .unet import DEFAULT_FPS
 
 __all__ = ["VideoCrafter2Backbone", "DEFAULTS", "RECIPE"]
@@ -69,6 +68,12 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         image_model: the IDM: an SD1.5-architecture pipeline folder or hub id (its own text encoder).
         fps: the frame rate the video UNet is conditioned on (the released runs use 24).
         image_loras: LoRA files for the IDM's UNet, ``"FILE[:SCALE]"`` each.
+        revision, components_revision, image_model_revision: hub revisions (branch, tag, commit or
+            ``refs/pr/N``). For the default ids the defaults are the revisions that publish ``.safetensors``
+            (:data:`~ivmixed_videocrafter2.spec.PINNED_REVISIONS`: zeroscope's and Realistic Vision V6.0 B1's
+            main branches hold pickles only); any other id defaults to main.
+        variant, components_variant, image_variant: weight variants, each model on its own (default
+            ``fp16`` under fp16 where that model publishes it for every component loaded, else the plain files).
         device, dtype, allow_pickle, decode_chunk_size: as for the other diffusers backbones.
     """
 
@@ -87,6 +92,12 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         device: str | None = None,
         dtype: str | None = None,
         allow_pickle: bool = False,
+        revision: str | None = None,
+        components_revision: str | None = None,
+        image_model_revision: str | None = None,
+        variant: str | None = None,
+        components_variant: str | None = None,
+        image_variant: str | None = None,
         decode_chunk_size: int = 16,
     ):
         # 0. arguments that need no file
@@ -101,12 +112,25 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         self.image_latent_size = None
 
         # 1. find the three models, no network when cached
+        def pinned(value: str, given: str | None) -> str | None:
+            return given if given is not None else PINNED_REVISIONS.get(str(value))
+
         self.locations = resolve_models(
             self.name,
             [
-                ModelRequest("model", model, "VideoCrafter2 UNet", markers=("config.json", "unet/config.json")),
-                ModelRequest("components", components, "text encoder, tokenizer and VAE (zeroscope-layout pipeline)"),
-                ModelRequest("image_model", image_model, "image model (SD1.5-architecture pipeline with its text encoder)"),
+                ModelRequest("model", model, "VideoCrafter2 UNet", markers=("config.json", "unet/config.json"), revision=pinned(model, revision)),
+                ModelRequest(
+                    "components",
+                    components,
+                    "text encoder, tokenizer and VAE (zeroscope-layout pipeline)",
+                    revision=pinned(components, components_revision),
+                ),
+                ModelRequest(
+                    "image_model",
+                    image_model,
+                    "image model (SD1.5-architecture pipeline with its text encoder)",
+                    revision=pinned(image_model, image_model_revision),
+                ),
             ],
             allow_pickle=allow_pickle,
         )
@@ -122,7 +146,13 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
                 "VideoCrafter2 predicts epsilon — is this a zeroscope-layout pipeline?"
             )
 
-        # 3. weights
+        # 3. which weight files: variants and the pickle check, still before any weight loads
+        self.variants = self._plan(
+            {"model": (self.unet_subfolder or "",), "components": ("vae", "text_encoder"), "image_model": ("unet", "text_encoder")},
+            {"model": variant, "components": components_variant, "image_model": image_variant},
+        )
+
+        # 4. weights
         self._load_videocrafter2()
         schedule = NoiseSchedule.from_scheduler(ddim_scheduler(self.scheduler_config))
         self.vdm = UNetScore(self.unet, schedule=schedule, call_kwargs={"fps": self.fps_condition})
@@ -136,18 +166,18 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         from .unet import VideoCrafter2UNet
 
         unet_at, parts = self.locations["model"], self.locations["components"]
-        kwargs = load_kwargs(self.dtype, allow_pickle=self.allow_pickle)
         try:
-            self.unet = VideoCrafter2UNet.from_pretrained(unet_at.path, subfolder=self.unet_subfolder, **kwargs)
+            self.unet = VideoCrafter2UNet.from_pretrained(unet_at.path, subfolder=self.unet_subfolder, **self._kwargs("model"))
         except (OSError, ValueError, EnvironmentError) as exc:
             raise explain_load_error(exc, unet_at, allow_pickle=self.allow_pickle) from exc
         try:
+            kwargs = self._kwargs("components")
             self.vae = AutoencoderKL.from_pretrained(parts.path, subfolder="vae", **kwargs)
             self.text_encoder = transformers.CLIPTextModel.from_pretrained(parts.path, subfolder="text_encoder", **kwargs)
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(parts.path, subfolder="tokenizer")
         except (OSError, ValueError, EnvironmentError) as exc:
             raise explain_load_error(exc, parts, allow_pickle=self.allow_pickle) from exc
-        self._load_image_pipeline(None)
+        self._load_image_pipeline()
         to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
 
     def make_scheduler(self):

@@ -10,6 +10,11 @@ DEFAULT_MODEL = "adamdad/videocrafterv2_diffusers"
 DEFAULT_COMPONENTS = "cerspense/zeroscope_v2_576w"
 DEFAULT_IMAGE_MODEL = "SG161222/Realistic_Vision_V6.0_B1_noVAE"
 
+#: the revisions loaded for the default ids unless the user names another: the main branches of zeroscope and
+#: Realistic Vision V6.0 B1 hold pickled (``.bin``) weights only, and these open safetensors-conversion pull
+#: requests of the same repositories hold the same weights as ``.safetensors`` (so no ``--allow-pickle``)
+PINNED_REVISIONS = {DEFAULT_COMPONENTS: "refs/pr/46", DEFAULT_IMAGE_MODEL: "refs/pr/4"}
+
 SPEC = BackboneSpec(
     name="videocrafter2",
     factory="ivmixed_videocrafter2.backbone:VideoCrafter2Backbone",
