@@ -119,11 +119,14 @@ class MissingWeights(FileNotFoundError):
         return (type(self), (self.backbone, self._entries, self.revisions))
 
 
-class UnsafeWeights(ValueError):
-    """A model whose weights exist only as pickles (``.bin``/``.ckpt``), refused unless ``--allow-pickle`` is given."""
+class UnsafeWeights(FileNotFoundError):
+    """A model whose weights exist only as pickles (``.bin``), refused unless ``--allow-pickle`` is given: no safe file was found."""
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # FileNotFoundError would prefix an errno
         return self.args[0]
+
+    def __reduce__(self):
+        return (type(self), (self.args[0],))
 
 
 @dataclass(frozen=True)
@@ -546,13 +549,17 @@ def plan_weights(
 
 
 def _pickle_message(location: Location, pickles: Sequence[str]) -> str:
-    flag = f"-o {revision_option(location.option)}=REVISION"
+    if location.revision is not None or (_HUB_ID.fullmatch(location.source) and not _looks_like_path(location.source)):
+        way = (
+            f"choose a revision of the repository that has .safetensors files (-o {revision_option(location.option)}=REVISION, "
+            "e.g. a refs/pr/N conversion or a commit)"
+        )
+    else:
+        way = "convert them to .safetensors"
     return (
-        f"the {location.role} {location.describe()} publishes only pickled weights for "
-        f"{', '.join(pickles)} (no .safetensors). Loading a pickle can run any code its author put in it, so "
-        f"ivmixed loads .safetensors only. Either choose a revision of the repository that has .safetensors "
-        f"files ({flag}, e.g. a refs/pr/N conversion or a commit), or, if you trust the files of "
-        f"{location.source}, add --allow-pickle."
+        f"the {location.role} {location.describe()} has only pickled weights for {', '.join(pickles)} (no .safetensors). "
+        f"Loading a pickle can run any code its author put in it, so ivmixed loads .safetensors only. Either {way}, "
+        f"or, if you trust the files of {location.source}, add --allow-pickle."
     )
 
 
