@@ -1,0 +1,231 @@
+"""The first run: every backbone with its default hub ids and no path option, against the real repository layouts.
+
+``tests/data/hub_layouts.json`` records the files, folders and revisions of every default repository;
+:mod:`ivmixed.testing.hub_cache` writes them, with tiny random weights (pickles where the real files are
+pickles), into an offline Hugging Face cache. The backbones then load exactly what a user's first run
+loads: which revision, which files, which variant, and which refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ivmixed
+from ivmixed.backbones._diffusers import MissingWeights, ModelRequest, UnsafeWeights, plan_weights, resolve_models
+from ivmixed.cli import main
+from ivmixed.registry import get_spec
+from ivmixed.testing import hub_cache
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+LAYOUTS_FILE = Path(__file__).parent / "data" / "hub_layouts.json"
+BACKBONES = ["animatediff", "modelscope", "videocrafter2"]
+TINY_RUN = ["--program", "IV-IV", "--frames", "2", "--height", "32", "--width", "32", "--steps", "2", "--quiet"]
+
+
+def _manifest(out: Path) -> dict:
+    return json.loads(Path(str(out) + ".json").read_text())
+
+
+@pytest.fixture(scope="module")
+def layouts() -> dict:
+    return hub_cache.load_layouts(LAYOUTS_FILE)
+
+
+@pytest.fixture(scope="module")
+def real_layout_cache(tmp_path_factory, layouts) -> Path:
+    cache = tmp_path_factory.mktemp("hf-home") / "hub"
+    hub_cache.build_cache(cache, layouts)
+    return cache
+
+
+@pytest.fixture
+def use_cache(real_layout_cache, monkeypatch):
+    """The real-layout cache as this process's Hugging Face cache, hub offline."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(real_layout_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return real_layout_cache
+
+
+# -- the recorded layouts ---------------------------------------------------------------------------------------
+
+
+def test_layouts_cover_every_default_id_of_every_backbone(layouts):
+    for name in BACKBONES:
+        for option, model_id in get_spec(name).default_models.items():
+            assert model_id in layouts["repositories"], f"{name} {option}={model_id} has no recorded layout"
+            assert f"{name}:{option}" in layouts["repositories"][model_id]["default_of"]
+
+
+def test_every_recorded_file_says_where_it_is_known_from(layouts):
+    for repo_id, repo in layouts["repositories"].items():
+        for revision, tree in repo["revisions"].items():
+            assert tree["files"], f"{repo_id}@{revision} lists no file"
+            for entry in tree["files"]:
+                assert entry["evidence"] in {"listing", "third-party", "assumed"}, (repo_id, entry)
+
+
+def test_the_cache_is_what_huggingface_hub_reads(real_layout_cache, layouts):
+    from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+
+    info = scan_cache_dir(real_layout_cache)
+    assert {repo.repo_id for repo in info.repos} == set(layouts["repositories"])
+    assert not info.warnings
+    zeroscope = "cerspense/zeroscope_v2_576w"
+    on_main = try_to_load_from_cache(zeroscope, "text_encoder/model.safetensors", cache_dir=real_layout_cache)
+    on_pr = try_to_load_from_cache(zeroscope, "text_encoder/model.safetensors", cache_dir=real_layout_cache, revision="refs/pr/46")
+    assert on_main is None and isinstance(on_pr, str)
+    pickle = try_to_load_from_cache(zeroscope, "text_encoder/pytorch_model.bin", cache_dir=real_layout_cache)
+    with open(pickle, "rb") as fh:
+        assert fh.read(2) == b"PK"  # torch.save's zip container: a pickle, as the real file is
+    rv6 = try_to_load_from_cache("SG161222/Realistic_Vision_V6.0_B1_noVAE", "unet/diffusion_pytorch_model.bin", cache_dir=real_layout_cache)
+    assert torch.load(rv6, weights_only=True)  # loads as a state dict
+
+
+# -- the first run, defaults only ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_default_ids_no_path_options_generate(name, use_cache, tmp_path):
+    out = tmp_path / f"{name}.npy"
+    assert main(["generate", "--backbone", name, "--out", str(out), *TINY_RUN]) == 0
+    frames = __import__("numpy").load(out)
+    assert frames.shape == (2, 32, 32, 3)
+    manifest = _manifest(out)
+    assert manifest["models"] == get_spec(name).default_models
+
+
+def test_videocrafter2_defaults_load_the_safetensors_revisions_without_allow_pickle(use_cache):
+    bb = ivmixed.load("videocrafter2", device="cpu")
+    assert bb.describe()["model_revisions"] == {"components": "refs/pr/46", "image_model": "refs/pr/4"}
+    commits = {loc.option: Path(loc.path).name for loc in bb.locations.values()}
+    assert commits["components"] == hub_cache.commit_of("cerspense/zeroscope_v2_576w", "refs/pr/46")
+    assert commits["image_model"] == hub_cache.commit_of("SG161222/Realistic_Vision_V6.0_B1_noVAE", "refs/pr/4")
+
+
+def test_videocrafter2_main_revision_is_refused_naming_the_pickles_the_risk_and_the_flags(use_cache, tmp_path, capsys):
+    out = tmp_path / "vc2.npy"
+    argv = ["generate", "--backbone", "videocrafter2", "-o", "image_model_revision=main", "--out", str(out), *TINY_RUN]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unet/diffusion_pytorch_model.bin" in err and "text_encoder/pytorch_model.bin" in err
+    assert "can run any code" in err
+    assert "--allow-pickle" in err and "-o image_model_revision=REVISION" in err
+    assert not out.exists() and not Path(str(out) + ".json").exists()
+
+
+def test_pickle_only_refusal_comes_before_any_weight_loads(use_cache, monkeypatch):
+    import diffusers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded before the pickle check")
+
+    for cls in ("UNet2DConditionModel", "AutoencoderKL"):
+        monkeypatch.setattr(getattr(diffusers, cls), "from_pretrained", classmethod(refuse))
+    with pytest.raises(UnsafeWeights, match="components"):
+        ivmixed.load("videocrafter2", device="cpu", components_revision="main")
+
+
+def test_allow_pickle_loads_the_main_branch_pickles(use_cache, tmp_path):
+    out = tmp_path / "vc2.npy"
+    argv = ["generate", "--backbone", "videocrafter2", "--allow-pickle", "-o", "image_model_revision=main", "--out", str(out), *TINY_RUN]
+    assert main(argv) == 0
+    assert _manifest(out)["model_revisions"] == {
+        "components": "refs/pr/46",
+        "image_model": "main",
+    }
+
+
+# -- variants: each model on its own, never one its repository lacks -------------------------------------------------
+
+
+def _plan(name: str, dtype: torch.dtype) -> dict:
+    """The variants a backbone would load for its default ids under ``dtype``, chosen from the cached files."""
+    subfolders = {
+        "animatediff": {"model": ("unet", "text_encoder", "vae"), "motion_adapter": ("",), "image_model": ("unet",)},
+        "modelscope": {"model": ("unet", "vae", "text_encoder"), "image_model": ("unet", "text_encoder")},
+        "videocrafter2": {"model": ("",), "components": ("vae", "text_encoder"), "image_model": ("unet", "text_encoder")},
+    }[name]
+    from ivmixed_videocrafter2.spec import PINNED_REVISIONS
+
+    spec = get_spec(name)
+    requests = [
+        ModelRequest(option, model_id, option, ("model_index.json", "config.json"), revision=PINNED_REVISIONS.get(model_id) if name == "videocrafter2" else None)
+        for option, model_id in spec.default_models.items()
+    ]
+    found = resolve_models(name, requests)
+    return {option: plan_weights(found[option], folders, None, dtype=dtype, allow_pickle=False) for option, folders in subfolders.items()}
+
+
+def test_fp16_by_default_only_where_the_repository_publishes_it(use_cache):
+    assert _plan("animatediff", torch.float16) == {"model": None, "motion_adapter": "fp16", "image_model": "fp16"}
+    assert _plan("modelscope", torch.float16) == {"model": "fp16", "image_model": "fp16"}
+    assert _plan("videocrafter2", torch.float16) == {"model": None, "components": None, "image_model": None}
+    for name in BACKBONES:  # fp32 (the CPU default) loads the plain files
+        assert set(_plan(name, torch.float32).values()) == {None}
+
+
+def test_a_variant_the_repository_lacks_is_refused_before_loading(use_cache, tmp_path, capsys):
+    out = tmp_path / "ad.npy"
+    assert main(["generate", "--backbone", "animatediff", "-o", "variant=fp16", "--out", str(out), *TINY_RUN]) == 2
+    err = capsys.readouterr().err
+    assert "-o variant=fp16" in err and "SG161222/Realistic_Vision_V5.1_noVAE" in err and "publishes no fp16 weights" in err
+    assert not out.exists()
+
+
+def test_the_adapter_variant_is_set_on_its_own(use_cache, tmp_path):
+    out = tmp_path / "ad.npy"
+    argv = ["generate", "--backbone", "animatediff", "-o", "motion_adapter_variant=fp16", "--out", str(out), *TINY_RUN]
+    assert main(argv) == 0
+    manifest = _manifest(out)
+    assert manifest["weight_variants"] == {"model": None, "motion_adapter": "fp16", "image_model": None}
+
+
+def test_revision_options_per_model(use_cache):
+    with pytest.raises(MissingWeights) as info:
+        ivmixed.load("modelscope", device="cpu", image_model_revision="refs/pr/99")
+    message = str(info.value)
+    assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5 --revision refs/pr/99" in message
+    assert "ali-vilab/text-to-video-ms-1.7b" not in message  # the video model is found at main
+
+
+# -- an unreachable hub: the cache first, then a fast clear error -------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("name", ["modelscope", "videocrafter2"])
+def test_unreachable_hub_fails_fast_with_the_missing_weights_error(name, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "empty-hf-home"), HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", HF_HUB_DISABLE_TELEMETRY="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ivmixed", "generate", "--backbone", name, "--out", str(tmp_path / "x.npy"), *TINY_RUN],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot be reached" in proc.stderr and "connection was refused" in proc.stderr
+    assert "HF_HUB_OFFLINE=1" in proc.stderr
+    for model_id in get_spec(name).default_models.values():
+        assert f"hf download {model_id}" in proc.stderr
+    if name == "videocrafter2":
+        assert "hf download cerspense/zeroscope_v2_576w --revision refs/pr/46" in proc.stderr
+    assert "Errno" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "Retrying" not in proc.stderr  # no download retries before the error
+    assert not (tmp_path / "x.npy").exists()
