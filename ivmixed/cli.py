@@ -53,13 +53,15 @@ def _short(message: str) -> str:
     return f"{message[: MESSAGE_LIMIT * 3 // 4]} … ({cut:,} characters left out) … {message[-(MESSAGE_LIMIT // 4):]}"
 
 
+#: command-line values longer than this are quoted shortened in error messages (file paths stay whole below it)
+INPUT_LIMIT = 400
+
+
 def _long_inputs(argv: list[str]) -> list[str]:
     """The command-line values long enough to be quoted shortened in messages (``--opt=VALUE`` gives VALUE too)."""
-    from .errors import QUOTE_LIMIT
-
     out = []
     for item in argv:
-        if len(item) > QUOTE_LIMIT:
+        if len(item) > INPUT_LIMIT:
             out.append(item)
             if item.startswith("-") and "=" in item:
                 out.append(item.partition("=")[2])
@@ -70,7 +72,7 @@ def _message(exc: BaseException, argv: list[str]) -> str:
     """The one-line text of an error: long inputs quoted shortened, the whole cut in the middle beyond MESSAGE_LIMIT."""
     from .errors import shorten_quotes
 
-    return _short(shorten_quotes(str(exc), *_long_inputs(argv)))
+    return _short(shorten_quotes(str(exc), *_long_inputs(argv), limit=INPUT_LIMIT))
 
 
 def main(argv: list[str] | None = None) -> int:

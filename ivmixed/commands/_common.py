@@ -18,6 +18,8 @@ from ..schedules import Ramp
 UsageError = (ValueError, UnknownBackbone, ImportError, FileNotFoundError, InvalidProgram)
 
 DEFAULT_BACKBONE = "toy"
+#: file paths are quoted whole up to this length (other inputs are shortened sooner, see ivmixed.errors.quoted)
+PATH_LIMIT = 1000
 
 
 def add_backbone_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,10 +112,11 @@ def check_lora(item: str) -> str:
         scale = float(tail)
     except ValueError:
         raise ValueError(
-            f"--image-lora {quoted(item)}: bad scale {quoted(tail)}; expected FILE or FILE:SCALE with a number, e.g. style.safetensors:0.8"
+            f"--image-lora {quoted(item, PATH_LIMIT)}: bad scale {quoted(tail)}; "
+            "expected FILE or FILE:SCALE with a number, e.g. style.safetensors:0.8"
         ) from None
     if not math.isfinite(scale):
-        raise ValueError(f"--image-lora {quoted(item)}: the scale must be a finite number, got {tail}")
+        raise ValueError(f"--image-lora {quoted(item, PATH_LIMIT)}: the scale must be a finite number, got {tail}")
     return item
 
 
