@@ -354,6 +354,59 @@ def test_explain_list_and_help_import_no_torch():
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_generate_on_the_toy_world_imports_no_diffusers(tmp_path):
+    code = (
+        "import sys\n"
+        "from ivmixed.cli import main\n"
+        f"assert main(['generate', '--steps', '3', '--quiet', '--out', {str(tmp_path / 'x.npy')!r}]) == 0\n"
+        "print(sorted({'torch', 'diffusers', 'transformers'} & set(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "['torch']"
+
+
+@pytest.mark.parametrize("spacing", ["trailing", "linspace"])
+def test_the_toy_ddim_is_diffusers_ddim_bit_for_bit(spacing):
+    """The same operations on the same tensors: tables, grids and every step are equal, not close."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    from ivmixed.backbones._ddim import DDIM
+
+    for T, b0, b1 in ((1000, 1e-4, 0.02), (200, 3e-4, 0.05)):
+        ours = DDIM(T, b0, b1, set_alpha_to_one=True, timestep_spacing=spacing)
+        ref = DDIMScheduler(num_train_timesteps=T, beta_start=b0, beta_end=b1, beta_schedule="linear", clip_sample=False,
+                            set_alpha_to_one=True, steps_offset=0, timestep_spacing=spacing, prediction_type="epsilon")
+        assert torch.equal(ours.alphas_cumprod, ref.alphas_cumprod) and torch.equal(ours.final_alpha_cumprod, ref.final_alpha_cumprod)
+        for n in (2, 7, 50, T):
+            ours.set_timesteps(n)
+            ref.set_timesteps(n)
+            assert torch.equal(ours.timesteps, ref.timesteps), (T, n)
+        g = torch.Generator().manual_seed(0)
+        for dtype in (torch.float64, torch.float32):
+            x = torch.randn(2, 1, 3, 4, 4, generator=g).to(dtype)
+            eps = torch.randn(2, 1, 3, 4, 4, generator=g).to(dtype)
+            for t in ref.timesteps:  # the last one steps below level 0, onto final_alpha_cumprod
+                a, b = ours.step(eps, t, x), ref.step(eps, t, x)
+                assert torch.equal(a.prev_sample, b.prev_sample) and torch.equal(a.pred_original_sample, b.pred_original_sample)
+    with pytest.raises(ValueError, match="deterministic"):
+        ours.step(eps, t, x, eta=0.5)
+
+
+def test_toy_video_with_its_ddim_equals_the_one_with_diffusers_ddim(monkeypatch):
+    import torch
+    from diffusers import DDIMScheduler
+
+    backbone = ivmixed.load("toy")
+    ours = backbone.generate("a dark blob moving up", program="IV-IV+RR-II@i%3=1", steps=6, seed=4, progress=False)
+    config = dict(vars(backbone.make_scheduler().config))
+    monkeypatch.setattr(backbone, "make_scheduler", lambda: DDIMScheduler(**config))
+    ref = backbone.generate("a dark blob moving up", program="IV-IV+RR-II@i%3=1", steps=6, seed=4, progress=False)
+    assert isinstance(backbone.make_scheduler(), DDIMScheduler)
+    assert torch.equal(ours.latents, ref.latents)
+
+
 # -- the plugin contract -----------------------------------------------------------------------------------
 
 
