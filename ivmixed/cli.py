@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from importlib import import_module
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ivmixed",
         description="IV-mixed sampling: image and video diffusion models taking turns inside every sampling step.",
+        epilog="Backbone options (-o NAME=VALUE): `ivmixed list --options BACKBONE`, e.g. `ivmixed list --options toy`. "
+        "Output files are never replaced without --overwrite.",
     )
     parser.add_argument("--version", action="version", version=f"ivmixed {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being loaded and run")
@@ -50,7 +53,30 @@ def _short(message: str) -> str:
     return f"{message[: MESSAGE_LIMIT * 3 // 4]} … ({cut:,} characters left out) … {message[-(MESSAGE_LIMIT // 4):]}"
 
 
+#: command-line values longer than this are quoted shortened in error messages (file paths stay whole below it)
+INPUT_LIMIT = 400
+
+
+def _long_inputs(argv: list[str]) -> list[str]:
+    """The command-line values long enough to be quoted shortened in messages (``--opt=VALUE`` gives VALUE too)."""
+    out = []
+    for item in argv:
+        if len(item) > INPUT_LIMIT:
+            out.append(item)
+            if item.startswith("-") and "=" in item:
+                out.append(item.partition("=")[2])
+    return sorted(set(out), key=len, reverse=True)
+
+
+def _message(exc: BaseException, argv: list[str]) -> str:
+    """The one-line text of an error: long inputs quoted shortened, the whole cut in the middle beyond MESSAGE_LIMIT."""
+    from .errors import shorten_quotes
+
+    return _short(shorten_quotes(str(exc), *_long_inputs(argv), limit=INPUT_LIMIT))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -64,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             status = int(args.run(args) or 0)
             interrupts.check()  # a stop that was swallowed on the way still stops the command
             return status
+    except BrokenPipeError:  # the reader went away (``ivmixed list | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         signum = interrupts.requested()
         print(f"ivmixed {args.command}: {interrupts.message(signum)}", file=sys.stderr)
@@ -71,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"ivmixed {args.command}: error: {_short(str(exc))}", file=sys.stderr)
+        print(f"ivmixed {args.command}: error: {_message(exc, argv)}", file=sys.stderr)
         return 2
     except (NonFiniteLatents, SamplingFailed, WriteFailed, PluginError) as exc:  # the message names the step, or the file and cause
         if args.verbose:
             traceback.print_exc()
-        print(f"ivmixed {args.command}: failed: {_short(str(exc))}", file=sys.stderr)
+        print(f"ivmixed {args.command}: failed: {_message(exc, argv)}", file=sys.stderr)
         return 1
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BackboneSpec",
+    "Option",
     "BrokenBackbone",
     "PluginError",
     "UnknownBackbone",
@@ -51,6 +52,102 @@ class UnknownBackbone(KeyError):
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])
 
+@dataclass(frozen=True)
+class Option:
+    """One backbone option (``-o NAME=VALUE`` on the command line, ``NAME=value`` in ``ivmixed.load``).
+
+    A backbone declares its options in :attr:`BackboneSpec.options`, so that a value of the wrong type or out of
+    range is refused before anything is imported or loaded, and ``ivmixed list --options NAME`` can list them.
+
+    Args:
+        name: the keyword the factory takes.
+        type: ``"float"``, ``"int"``, ``"str"`` or ``"bool"``. Text is read as that type (``"nan"``, ``"inf"``
+            are read as numbers and refused as not finite).
+        default: the factory's default, for the listing (``None``: derived from other options).
+        help: what the option means, one line.
+        min, max: the allowed range of a number (inclusive, unless ``min_open`` / ``max_open``).
+        choices: the allowed values of a text option.
+        none_ok: ``none`` is a meaningful value (e.g. "derive it from another option"); ``None`` always means "not
+            given" (the factory's default).
+    """
+
+    name: str
+    type: str = "float"
+    default: Any = None
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False
+    max_open: bool = False
+    choices: tuple[str, ...] | None = None
+    none_ok: bool = False
+
+    def __post_init__(self):
+        if self.type not in _OPTION_TYPES:
+            raise ValueError(f"option {self.name!r}: type must be one of {', '.join(_OPTION_TYPES)}, got {self.type!r}")
+
+    def describe(self) -> str:
+        """The allowed values in words: ``a number, 0 <= mismatch <= 10``."""
+        if self.choices is not None:
+            what = "one of " + ", ".join(self.choices)
+        elif self.type == "bool":
+            what = "true or false"
+        elif self.type == "str":
+            what = "text"
+        else:
+            what = "an integer" if self.type == "int" else "a number"
+            low = None if self.min is None else f"{self.min:g} {'<' if self.min_open else '<='} "
+            high = None if self.max is None else f" {'<' if self.max_open else '<='} {self.max:g}"
+            if low or high:
+                what += f", {low or ''}{self.name}{high or ''}"
+        return what + (", or none" if self.none_ok else "")
+
+    def check(self, value: Any) -> Any:
+        """``value`` read as this option's type; ``ValueError`` in words when it is not allowed."""
+        import math
+
+        if value is None or (self.none_ok and isinstance(value, str) and value.lower() == "none"):
+            return None  # not given: the factory's default
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+                return _BOOL_WORDS[value.lower()]
+            return self._refuse(value)
+        if self.type == "str":
+            if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
+                return self._refuse(value)
+            return value
+        if isinstance(value, str):  # text that ast.literal_eval could not read: "nan", "inf", "abc"
+            try:
+                value = float(value.strip())
+            except ValueError:
+                return self._refuse(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return self._refuse(value)
+        if not math.isfinite(value):
+            return self._refuse(value, " (not a finite number)")
+        if self.type == "int":
+            if isinstance(value, float):
+                if not value.is_integer():
+                    return self._refuse(value)
+                value = int(value)
+        low_ok = self.min is None or (value > self.min if self.min_open else value >= self.min)
+        high_ok = self.max is None or (value < self.max if self.max_open else value <= self.max)
+        if not (low_ok and high_ok):
+            return self._refuse(value)
+        return value
+
+    def _refuse(self, value: Any, note: str = ""):
+        from .errors import quoted
+
+        shown = quoted(value) if isinstance(value, str) else repr(value)
+        raise ValueError(f"option {self.name}={shown}: expected {self.describe()}, got {shown}{note}")
+
+
+_OPTION_TYPES = ("float", "int", "str", "bool")
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -74,6 +171,10 @@ class BackboneSpec:
             them from the factory's class attribute ``defaults`` (importing its module, loading no weights).
         prompt_check: ``"module:callable"`` or a callable that raises ``ValueError`` for a prompt the backbone
             cannot read (the toy world's vocabulary); every prompt is checked with it before loading.
+        options: the :class:`Option` table of the factory's keyword options (type, range, default, meaning);
+            a declared option is checked before anything loads, and ``ivmixed list --options NAME`` lists them.
+            Options the table does not declare are passed on unchecked (the factory's signature still decides).
+        num_train_timesteps: T of the backbone's noise schedule, so ``--steps`` is checked before loading.
     """
 
     name: str
@@ -89,6 +190,8 @@ class BackboneSpec:
     default_steps: int = 50  # the backbone's default number of steps (program windows are checked against it)
     presets: tuple[str, ...] | None = None
     prompt_check: str | Callable[[str], Any] | None = None
+    options: tuple[Option, ...] = ()
+    num_train_timesteps: int = 1000
     distribution: str | None = None  # filled in by discovery
     conflict: str = ""  # filled in by discovery: another distribution registers the same name
 
@@ -117,6 +220,7 @@ class BackboneSpec:
         Raises :class:`PluginError` when the factory returns something that is not a
         :class:`~ivmixed.backbones.base.Backbone`.
         """
+        options = self.check_options(options)
         self._require()
         factory = self.resolve_factory()
         _check_options(self.name, factory, options)
@@ -131,6 +235,30 @@ class BackboneSpec:
                 "(a subclass of ivmixed.backbones.base.Backbone); the plugin is broken, tell its authors"
             )
         return backbone
+
+    def option(self, name: str) -> Option | None:
+        """The declared option ``name``, or None."""
+        return next((o for o in self.options if o.name == name), None)
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with every declared option read as its type and range-checked (``ValueError`` in words)."""
+        checked = dict(options)
+        for key, value in options.items():
+            declared = self.option(key)
+            if declared is not None:
+                try:
+                    checked[key] = declared.check(value)
+                except ValueError as exc:
+                    raise ValueError(f"backbone '{self.name}': {exc} (see `ivmixed list --options {self.name}`)") from None
+        return checked
+
+    def check_steps(self, steps: int | None) -> None:
+        """Refuse more sampling steps than the noise schedule has timesteps (before loading)."""
+        if steps is not None and steps > self.num_train_timesteps:
+            raise ValueError(
+                f"--steps {steps} is more than the {self.num_train_timesteps} timesteps backbone '{self.name}' was trained on; "
+                f"use at most --steps {self.num_train_timesteps}"
+            )
 
     def preset_names(self) -> tuple[str, ...] | None:
         """The names ``--preset`` accepts, without loading weights; None when the backbone does not say."""

@@ -29,8 +29,17 @@ def test_python_api_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "blob.mp4.json").exists()
 
 
-def test_plugin_guide_snippets_are_valid():
+def test_quick_start_writes_under_the_ignored_out_folder():
+    command = next(line for line in README.splitlines() if line.startswith("python3 -m venv") and "ivmixed generate" in line)
+    out = command.split("--out ")[1].split()[0]
+    assert out.startswith("out/")
+    gitignore = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "/out/" in gitignore
+
+
+def test_plugin_guide_snippets_are_valid(tmp_path):
     guide = section("Write a backbone plugin")
+    assert 'name = "my-backbone"' in guide.split("2. **Describe")[0]  # step 1 says to set the class attribute
     spec_code, contract_code = blocks(guide, "python")
     namespace: dict = {}
     exec(compile(spec_code, "README: BackboneSpec", "exec"), namespace)
@@ -38,11 +47,16 @@ def test_plugin_guide_snippets_are_valid():
     assert spec.name == "my-backbone" and spec.factory == "my_package.backbone:MyBackbone"
     with pytest.raises(ModuleNotFoundError, match="my_package"):  # lazy: nothing imported until it is loaded
         spec.load()
-    namespace = {"pytest": pytest}
+    assert [o.name for o in spec.options] == ["model", "decode_chunk_size"]
+    with pytest.raises(ValueError, match="decode_chunk_size=0"):  # declared options are checked before the import
+        spec.load(decode_chunk_size=0)
+    namespace: dict = {}  # the snippet imports what it uses
     exec(compile(contract_code, "README: contract", "exec"), namespace)
     from ivmixed.testing import BackboneContract, MissingWeightsContract
 
     assert issubclass(namespace["TestMyBackbone"], (BackboneContract, MissingWeightsContract))
+    folder = namespace["build_tiny_weights"](tmp_path)  # the helper is real: it saves a loadable folder
+    assert (folder / "model_index.json").is_file() and (folder / "unet" / "config.json").is_file()
     (toml,) = blocks(guide, "toml")
     assert tomllib.loads(toml)["project"]["entry-points"]["ivmixed.backbones"] == {"my-backbone": "my_package.spec:SPEC"}
 

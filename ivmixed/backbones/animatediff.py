@@ -7,7 +7,7 @@ imported on first load. Model ids live here, as defaults, and nowhere in the sam
 
 from __future__ import annotations
 
-from ..registry import BackboneSpec
+from ..registry import BackboneSpec, Option
 
 #: the paper's models (reference-code-notes §3)
 DEFAULT_MODEL = "SG161222/Realistic_Vision_V5.1_noVAE"
@@ -15,6 +15,25 @@ DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-3"
 DEFAULT_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; LoRA also needs peft (pip install 'ivmixed[lora]')."
+
+#: the options of the loaders shared by the diffusers backbones (``--image-lora`` is checked as its own flag)
+LOADER_OPTIONS = (
+    Option("device", "str", None, "cpu, cuda, cuda:1, ... (none: cuda when available)", none_ok=True),
+    Option("dtype", "str", None, "model precision (none: fp16 on CUDA, fp32 on the CPU)", choices=("fp32", "fp16", "bf16"), none_ok=True),
+    Option("allow_pickle", "bool", False, "allow weights that are not .safetensors (only for files you trust)"),
+    Option("variant", "str", None, "weights variant of the video model, e.g. fp16", none_ok=True),
+    Option("image_variant", "str", None, "weights variant of the image model, e.g. fp16", none_ok=True),
+    Option("decode_chunk_size", "int", 16, "frames the VAE decodes at once", min=1, max=4096),
+)
+
+OPTIONS = (
+    Option("model", "str", DEFAULT_MODEL, "video model: SD1.5-architecture base folder or hub id, or a saved AnimateDiffPipeline"),
+    Option("motion_adapter", "str", DEFAULT_MOTION_ADAPTER, "motion adapter folder or hub id", none_ok=True),
+    Option("image_model", "str", DEFAULT_IMAGE_MODEL, "image model: diffusers folder, hub id or one .safetensors file"),
+    Option("image_model_config", "str", None, "config folder or hub id for a single-file image model", none_ok=True),
+    Option("vae", "str", None, "a VAE folder or hub id to use instead of the video model's", none_ok=True),
+    *LOADER_OPTIONS,
+)
 
 SPEC = BackboneSpec(
     name="animatediff",
@@ -32,4 +51,5 @@ SPEC = BackboneSpec(
     install_hint=INSTALL_HINT,
     prefers_cuda=True,
     size_multiple=8,
+    options=OPTIONS,
 )

@@ -7,13 +7,21 @@ imported on first load. Model ids live here, as defaults, and nowhere in the sam
 
 from __future__ import annotations
 
-from ..registry import BackboneSpec
+from ..registry import BackboneSpec, Option
+from .animatediff import LOADER_OPTIONS
 
 #: the paper's models (reference-code-notes §3)
 DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
 DEFAULT_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; LoRA also needs peft (pip install 'ivmixed[lora]')."
+
+OPTIONS = (
+    Option("model", "str", DEFAULT_MODEL, "video model: a ModelScope text-to-video folder or hub id"),
+    Option("image_model", "str", DEFAULT_IMAGE_MODEL, "image model: SD1.5 pipeline folder or hub id"),
+    Option("image_latent_size", "int", None, "latent size the image model sees (none: its sample size; 0: no resize)", min=0, max=1024, none_ok=True),
+    *LOADER_OPTIONS,
+)
 
 SPEC = BackboneSpec(
     name="modelscope",
@@ -30,4 +38,5 @@ SPEC = BackboneSpec(
     install_hint=INSTALL_HINT,
     prefers_cuda=True,
     size_multiple=8,
+    options=OPTIONS,
 )

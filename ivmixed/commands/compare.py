@@ -1,4 +1,7 @@
-"""``ivmixed compare``: one prompt and one seed through several programs, side by side with each program's text under its tile."""
+"""``ivmixed compare``: one prompt and one seed through several programs, side by side with each program's text under its tile.
+
+An existing output file (or its manifest) is refused unless ``--overwrite`` is given.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import argparse
 import json
 import sys
 
-from ..compare import compare
 from ..io import check_output_path, manifest_path
-from ._common import add_backbone_arguments, add_sampling_arguments, load_checked, parse_programs, sampling_kwargs, summary
+from ._common import add_backbone_arguments, add_output_arguments, add_sampling_arguments, load_checked, parse_programs, sampling_kwargs, summary
 
 
 def register(sub) -> None:
@@ -17,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--prompt", help="text prompt (default: the backbone's example)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared initial noise (default: 0)")
     p.add_argument("--out", default="compare.gif", help="output file: .gif, .mp4, or .npy float frames (default: compare.gif)")
+    add_output_arguments(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_sampling_arguments(p, program=False)
@@ -26,11 +29,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = check_output_path(args.out)
+    from ..compare import compare
+
+    out = check_output_path(args.out, overwrite=args.overwrite)
     if args.num_videos != 1:
         raise ValueError("compare makes one video per program: --num-videos must be 1")
-    programs = parse_programs(args.programs) if args.programs else None
-    _, _, backbone = load_checked(args, programs or [])
+    programs = parse_programs(args.programs, unique=True) if args.programs is not None else None
+    _, _, backbone = load_checked(args, programs or [], prompts=[args.prompt] if args.prompt is not None else None)
     if programs is None:
         programs = parse_programs(f"origin,{backbone.defaults.program}") if backbone.defaults.program != "origin" else parse_programs("origin")
     prompt = args.prompt or getattr(backbone, "example_prompt", None) or "a video"

@@ -9,6 +9,12 @@ from ..checks import check_request
 from ..program import explain, format_explain, parse
 
 
+def parse_program_text(text: str):
+    if not text.strip():
+        raise ValueError("the program is empty; give a program such as IV-IV or origin")
+    return parse(text)
+
+
 def register(sub) -> None:
     p = sub.add_parser("explain", help="show the sub-step plan and cost of a program", description=__doc__)
     p.add_argument("program", help="program text, e.g. IV-IV, 'VV-VV@66.7%%', 'IV-IV+VV-VV@i%%3=2'")
@@ -22,7 +28,16 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_request(frames=args.frames, steps=args.steps)
-    program = parse(args.program)
+    if isinstance(args.train_timesteps, int) and args.train_timesteps < 2:
+        raise ValueError(f"--train-timesteps must be an integer >= 2, got {args.train_timesteps}")
+    if args.steps > args.train_timesteps:  # before the plan is built: every step needs its own timestep
+        raise ValueError(
+            f"--steps {args.steps} is more than the {args.train_timesteps} timesteps of the noise schedule "
+            f"(--train-timesteps); use at most --steps {args.train_timesteps}"
+        )
+    if args.show_steps < 0:
+        raise ValueError(f"--show-steps must be an integer >= 0, got {args.show_steps}")
+    program = parse_program_text(args.program)
     program.validate(args.steps)
     info = explain(program, args.steps, args.frames, num_train_timesteps=args.train_timesteps, show_steps=args.show_steps)
     print(json.dumps(info, indent=2) if args.json else format_explain(info))

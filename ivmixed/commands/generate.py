@@ -1,4 +1,8 @@
-"""``ivmixed generate``: one prompt through one program, written as .mp4, .gif or .npy with a JSON manifest beside it."""
+"""``ivmixed generate``: one prompt through one program, written as .mp4, .gif or .npy with a JSON manifest beside it.
+
+An existing output file (or its manifest) is refused unless ``--overwrite`` is given; with ``--overwrite`` both are
+replaced, and a symbolic link at ``--out`` is replaced by the new file (the link's target is left untouched).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ import json
 import sys
 
 from ..io import check_output_path, manifest_path
-from ..program import parse
-from ._common import add_backbone_arguments, add_sampling_arguments, load_checked, sampling_kwargs, summary
+from ._common import add_backbone_arguments, add_output_arguments, add_sampling_arguments, load_checked, parse_program, sampling_kwargs, summary
 
 
 def register(sub) -> None:
@@ -16,7 +19,8 @@ def register(sub) -> None:
     p.add_argument("--prompt", action="append", help="text prompt (repeatable for a batch; default: the backbone's example)")
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed of torch.Generator('cpu') for the initial noise (default: 0)")
-    p.add_argument("--out", default="ivmixed.gif", help="output file: .mp4, .gif or .npy (default: ivmixed.gif)")
+    p.add_argument("--out", default="ivmixed.gif", help="output file: .mp4, .gif or .npy (default: ivmixed.gif); its manifest is OUT.json")
+    add_output_arguments(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_backbone_arguments(p)
@@ -25,9 +29,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # everything that can be checked without a model is checked first
-    out = check_output_path(args.out)
-    program = parse(args.program) if args.program else None
-    _, _, backbone = load_checked(args, [program] if program else [])
+    out = check_output_path(args.out, overwrite=args.overwrite)
+    program = parse_program(args.program)
+    _, _, backbone = load_checked(args, [program] if program else [], prompts=args.prompt)
     prompts = args.prompt or [getattr(backbone, "example_prompt", None) or "a video"]
     video = backbone.generate(
         prompts if len(prompts) > 1 else prompts[0],

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from ..sweep import PAPER_FORMS, format_table, plot, sweep
-from ._common import add_backbone_arguments, add_sampling_arguments, load_checked, parse_programs, sampling_kwargs
+from ..io import check_output_path
+from ._common import add_backbone_arguments, add_output_arguments, add_sampling_arguments, load_checked, parse_programs, sampling_kwargs
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -32,6 +33,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per program")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--plot", metavar="FILE.png", help="draw per-frame error against coherence, one point per program")
+    add_output_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_backbone_arguments(p)
     p.set_defaults(run=run)
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--plot {args.plot}: use a file name ending in {', '.join(PLOT_SUFFIXES)}")
         if importlib.util.find_spec("matplotlib") is None:
             raise ImportError("--plot needs matplotlib: pip install 'ivmixed[notebooks]'")
+    if args.plot:  # an existing plot is kept unless --overwrite; an unwritable folder is refused before sampling
+        check_output_path(args.plot, suffixes=PLOT_SUFFIXES, overwrite=args.overwrite, manifest=False, what="--plot")
     spec, options, backbone = load_checked(args, programs)
 
     rows = sweep(

@@ -12,6 +12,7 @@ fixtures::
         @pytest.fixture(scope="class")
         @classmethod
         def options(cls, tmp_path_factory):
+            # build_tiny_weights: your helper that saves tiny random weights (see ivmixed.testing.tiny)
             return {"model": build_tiny_weights(tmp_path_factory.mktemp("w")), "device": "cpu"}
 
 pytest then runs every ``test_*`` method below against your backbone, through the registry, exactly as
@@ -79,6 +80,8 @@ class BackboneContract:
     @pytest.fixture(scope="class")
     @classmethod
     def backbone(cls, options) -> Backbone:
+        if not cls.name:
+            pytest.fail(f"{cls.__name__}: set `name = \"...\"` on the test class to the name your backbone is registered under")
         return ivmixed.load(cls.name, **options)
 
     def _prompts(self, backbone) -> tuple[str, str]:
@@ -98,7 +101,10 @@ class BackboneContract:
         assert isinstance(backbone, Backbone)
         spec = ivmixed.registry.get_spec(self.name)
         assert spec.name == self.name
-        assert backbone.name == self.name
+        assert backbone.name == self.name, (
+            f"{type(backbone).__name__}.name is {backbone.name!r}, not {self.name!r}: set the class attribute "
+            f"`name = {self.name!r}` on your Backbone subclass (manifests, messages and `ivmixed list` use it)"
+        )
 
     def test_output_shape_and_dtype(self, backbone):
         video = self._generate(backbone)
