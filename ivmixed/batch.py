@@ -611,12 +611,12 @@ def _open_run(out_dir: Path, config: dict[str, Any], *, command: str | None) -> 
                 with contextlib.suppress(OSError):
                     tmp.unlink(missing_ok=True)
     except BaseException as exc:
+        what = f"cannot write {run_path}" if out_dir.is_dir() else f"cannot create the folder {out_dir}"
         if not run_path.exists():
             for folder in created:  # only while empty: another process may have started using it
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         if isinstance(exc, OSError) and not isinstance(exc, WriteFailed):
-            what = f"cannot write {run_path}" if out_dir.is_dir() else f"cannot create the folder {out_dir}"
             raise WriteFailed(exc.errno, f"{what}: {describe_os_error(exc)}") from None
         raise
     stored = _stored_run(out_dir)
