@@ -106,6 +106,8 @@ SEED_MODES = ("item", "shared")
 GENERATE_KEYS = ("steps", "frames", "height", "width", "guidance", "zigzag", "negative_prompt", "preset")
 #: backbone options that do not change a video's content (left out of the configuration check)
 NEUTRAL_OPTIONS = ("device",)
+#: longest program folder name; longer ones are cut and end in a hash (as long as an item id's stem may be)
+MAX_PROGRAM_DIR_BYTES = 160
 _PROGRAM_DIR_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+@=%-")
 
 
@@ -133,8 +135,10 @@ def derive_seed(seed: int, item_id: str, seed_index: int, mode: str = "item") ->
 def program_dir(program: Program | str) -> str:
     """The folder of a program's videos: its canonical text with ``:`` written ``_`` (other odd bytes ``~XX``).
 
-    ``IV-IV`` -> ``IV-IV``; ``VV-VV@66.7%`` -> ``VV-VV@66.7%``; ``IV-IV:nf`` -> ``IV-IV_nf``. One-to-one, because
-    canonical program text never contains ``_`` or ``~``.
+    ``IV-IV`` -> ``IV-IV``; ``VV-VV@66.7%`` -> ``VV-VV@66.7%``; ``IV-IV:nf`` -> ``IV-IV_nf``. A name longer than
+    :data:`MAX_PROGRAM_DIR_BYTES` (file names are limited to 255 bytes) is cut to its first bytes followed by
+    ``~~`` and 16 hex digits of the SHA-256 of the full name: stable, and distinct for distinct programs. One-to-one,
+    because canonical program text never contains ``_`` or ``~``, and an uncut name never contains ``~~``.
     """
     text = str(parse(program) if isinstance(program, str) else program)
     out = []
@@ -145,7 +149,11 @@ def program_dir(program: Program | str) -> str:
             out.append("_")
         else:
             out.extend(f"~{byte:02x}" for byte in char.encode("utf-8"))
-    return "".join(out)
+    name = "".join(out)  # ASCII only
+    if len(name) > MAX_PROGRAM_DIR_BYTES:
+        digest = hashlib.sha256(name.encode("ascii")).hexdigest()[:16]
+        name = f"{name[: MAX_PROGRAM_DIR_BYTES - len(digest) - 2]}~~{digest}"
+    return name
 
 
 @dataclass(frozen=True)
@@ -437,41 +445,29 @@ def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _open_run(out_dir: Path, config: dict[str, Any], *, command: str | None) -> dict[str, Any]:
-    """Create ``run.json`` if absent (the first of several racing processes wins) or check it against ``config``."""
-    from .io import package_versions
+def _stored_run(out_dir: Path) -> dict[str, Any] | None:
+    """The record of ``DIR/run.json``, None when there is none; ConfigMismatch when it cannot be read."""
+    from .io import describe_os_error
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     run_path = out_dir / RUN_FILE
-    if not run_path.exists():
-        if (out_dir / INDEX_FILE).exists():
-            raise ConfigMismatch(
-                f"{out_dir} has an {INDEX_FILE} but no {RUN_FILE}, so its configuration is unknown; "
-                "choose another --out, or pass --new-run to move the old files aside"
-            )
-        record = {
-            "ivmixed_batch": RUN_FILE_VERSION,
-            "fingerprint": fingerprint(config),
-            "config": config,
-            "created": _utc_now(),
-            "command": command,
-            "versions": package_versions(),
-        }
-        tmp = out_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        try:
-            os.link(tmp, run_path)  # atomic create-if-absent: exactly one racing process succeeds
-        except FileExistsError:
-            pass
-        except OSError:  # a file system without hard links
-            if not run_path.exists():
-                os.replace(tmp, run_path)
-        finally:
-            tmp.unlink(missing_ok=True)
     try:
-        stored = json.loads(run_path.read_text())
-    except (OSError, ValueError) as exc:
+        text = run_path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigMismatch(f"{run_path} cannot be read ({describe_os_error(exc)}); pass --new-run to move the old run aside") from None
+    try:
+        stored = json.loads(text)
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
         raise ConfigMismatch(f"{run_path} cannot be read ({exc}); pass --new-run to move the old run aside") from None
+    return stored
+
+
+def _check_stored(out_dir: Path, stored: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Refuse a run whose ``run.json`` has another format or configuration, listing the differences."""
+    run_path = out_dir / RUN_FILE
     if stored.get("ivmixed_batch") != RUN_FILE_VERSION:
         raise ConfigMismatch(f"{run_path} was written by another ivmixed batch format ({stored.get('ivmixed_batch')!r}); use another --out")
     if stored.get("config") != config:
@@ -481,6 +477,152 @@ def _open_run(out_dir: Path, config: dict[str, Any], *, command: str | None) -> 
             f"Run again with the same options to resume it, choose another --out, or pass --new-run to move the old "
             f"run aside into {out_dir}/replaced-<time>/ and start a new one."
         )
+
+
+def _unknown_index(out_dir: Path) -> ConfigMismatch:
+    return ConfigMismatch(
+        f"{out_dir} has an {INDEX_FILE} but no {RUN_FILE}, so its configuration is unknown; "
+        "choose another --out, or pass --new-run to move the old files aside"
+    )
+
+
+def _must_replace(out_dir: Path, config: Mapping[str, Any], new_run: bool) -> bool:
+    """Check an existing run in ``out_dir`` against ``config`` without writing anything.
+
+    Returns True when ``new_run`` is given and there is an old run of another configuration to move aside;
+    raises ConfigMismatch when there is one and ``new_run`` is not given.
+    """
+    try:
+        stored = _stored_run(out_dir)
+    except ConfigMismatch:
+        if new_run:
+            return True
+        raise
+    if stored is None:
+        if (out_dir / INDEX_FILE).exists():
+            if new_run:
+                return True
+            raise _unknown_index(out_dir)
+        return False
+    try:
+        _check_stored(out_dir, stored, config)
+    except ConfigMismatch:
+        if new_run:
+            return True
+        raise
+    return False
+
+
+def check_out_folder(out: str | os.PathLike) -> Path:
+    """Refuse (ValueError, in words) an output folder that is a file or cannot be created or written; creates nothing.
+
+    The nearest existing folder on the way is probed by creating and removing an empty file in it.
+    """
+    from .io import probe_folder
+
+    out_dir = Path(out)
+    if out_dir.is_dir():
+        probe_folder(out_dir, what=f"--out {out_dir}")
+        return out_dir
+    if os.path.lexists(out_dir):
+        what = "a broken symbolic link" if out_dir.is_symlink() and not out_dir.exists() else "a file"
+        raise ValueError(f"--out {out_dir} is {what}; give a folder")
+    existing = out_dir.parent if str(out_dir.parent) else Path(".")
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise ValueError(f"--out {out_dir}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {out_dir}: {existing} is a file, so the folder cannot be created there")
+    probe_folder(existing, what=f"--out {out_dir}")
+    return out_dir
+
+
+#: a run.json temporary file older than this is left over by a process that died while writing it
+_STALE_TEMP_S = 60.0
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Remove ``DIR/.run.json.<pid>.tmp`` files that earlier processes left behind (a write takes milliseconds)."""
+    now = time.time()
+    for tmp in out_dir.glob(f".{RUN_FILE}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.lstat().st_mtime > _STALE_TEMP_S:
+                tmp.unlink()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` into a new file ``path`` (removed again when the write fails)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    os.close(fd)
+
+
+def _open_run(out_dir: Path, config: dict[str, Any], *, command: str | None) -> dict[str, Any]:
+    """Create ``run.json`` if absent (the first of several racing processes wins) or check it against ``config``.
+
+    A failure on the way (no space left, no permission) raises WriteFailed in words and leaves nothing behind:
+    no temporary file, and no folder that this call created.
+    """
+    from .errors import WriteFailed
+    from .io import describe_os_error, package_versions
+
+    created = []  # the folders this call creates, deepest first
+    folder = out_dir
+    while not os.path.lexists(folder) and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
+    run_path = out_dir / RUN_FILE
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(out_dir)
+        if not run_path.exists():
+            if (out_dir / INDEX_FILE).exists():
+                raise _unknown_index(out_dir)
+            record = {
+                "ivmixed_batch": RUN_FILE_VERSION,
+                "fingerprint": fingerprint(config),
+                "config": config,
+                "created": _utc_now(),
+                "command": command,
+                "versions": package_versions(),
+            }
+            tmp = out_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)  # left by an earlier process with this pid
+            try:
+                _write_new(tmp, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+                try:
+                    os.link(tmp, run_path)  # atomic create-if-absent: exactly one racing process succeeds
+                except FileExistsError:
+                    pass
+                except OSError:  # a file system without hard links
+                    if not run_path.exists():
+                        os.replace(tmp, run_path)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        what = f"cannot write {run_path}" if out_dir.is_dir() else f"cannot create the folder {out_dir}"
+        if not run_path.exists():
+            for folder in created:  # only while empty: another process may have started using it
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        if isinstance(exc, OSError) and not isinstance(exc, WriteFailed):
+            raise WriteFailed(exc.errno, f"{what}: {describe_os_error(exc)}") from None
+        raise
+    stored = _stored_run(out_dir)
+    if stored is None:  # moved aside by another process's --new-run in between
+        raise ConfigMismatch(f"{run_path} disappeared while this run started; run the command again")
+    _check_stored(out_dir, stored, config)
     return stored
 
 
@@ -521,6 +663,7 @@ class BatchResult:
     skipped: int = 0  # already finished when the run started
     generated: int = 0
     adopted: int = 0  # complete on disk but not yet in the index: indexed without generating again
+    by_others: int = 0  # of this share, finished meanwhile by another process working on the same folder
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
     seconds: float = 0.0
     load_seconds: float = 0.0
@@ -545,6 +688,7 @@ class BatchResult:
             "skipped": self.skipped,
             "generated": self.generated,
             "adopted": self.adopted,
+            "by_other_processes": self.by_others,
             "failed": [{"key": k, "error": e} for k, e in self.failed],
             "seconds": round(self.seconds, 3),
             "load_seconds": round(self.load_seconds, 3),
@@ -572,38 +716,175 @@ def _conflicts(index: Index, jobs: Sequence[Job]) -> list[str]:
     return conflicts
 
 
+def _refuse_conflicts(out_dir: Path, conflicts: list[str]) -> None:
+    if conflicts:
+        raise ConfigMismatch(
+            f"{out_dir} already has videos for these ids, made from other prompt text:\n" + "\n".join(conflicts[:10])
+            + (f"\n  … and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
+            + "\nGive those items new ids, choose another --out, or pass --new-run."
+        )
+
+
+def _check_request(spec: Any, loaded: Any, items: Sequence[PromptItem], jobs: Sequence[Job], generate: Mapping[str, Any]) -> None:
+    """Everything about the request that can be checked without loading a model (ValueError in words).
+
+    Sizes, steps (against the backbone's timesteps where its spec declares them), the preset, every prompt
+    (the toy world's vocabulary) and every program against the number of steps.
+    """
+    from .checks import check_request
+
+    steps = generate.get("steps")
+    if loaded is not None:
+        defaults = loaded.defaults
+        check_request(guidance=generate.get("guidance"))
+        loaded.check_request(
+            frames=defaults.frames if generate.get("frames") is None else generate["frames"],
+            height=defaults.height if generate.get("height") is None else generate["height"],
+            width=defaults.width if generate.get("width") is None else generate["width"],
+            steps=defaults.steps if steps is None else steps,
+        )
+        preset = generate.get("preset")
+        if preset is not None and preset not in defaults.presets:
+            raise ValueError(f"--preset {preset!r}: backbone '{loaded.name}' has no such preset; its presets: {', '.join(sorted(defaults.presets)) or 'none'}")
+        default_steps = defaults.steps
+    else:
+        check_request(
+            frames=generate.get("frames"), height=generate.get("height"), width=generate.get("width"), steps=steps,
+            guidance=generate.get("guidance"), size_multiple=spec.size_multiple, backbone=spec.name,
+        )
+        check_steps = getattr(spec, "check_steps", None)  # specs that declare their number of timesteps
+        if check_steps is not None:
+            check_steps(steps)
+        spec.check_preset(generate.get("preset"))
+        default_steps = spec.default_steps
+    for program in dict.fromkeys(job.program for job in jobs):
+        program.validate(default_steps if steps is None else steps)
+    if spec is not None:
+        for prompt in dict.fromkeys(item.prompt for item in items):
+            spec.check_prompt(prompt)
+        if generate.get("negative_prompt"):
+            spec.check_prompt(generate["negative_prompt"])
+
+
+def _loaded_spec(loaded: Any) -> Any:
+    """The registered spec of a loaded backbone (for its prompt check), or None."""
+    from .registry import UnknownBackbone, get_spec
+
+    try:
+        spec = get_spec(loaded.name)
+    except (UnknownBackbone, ValueError):
+        return None
+    factory = spec.factory
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        same = type(loaded).__module__ == module and type(loaded).__qualname__ == attr
+    else:
+        same = factory is type(loaded)
+    return spec if same else None
+
+
+@dataclass
+class _Plan:
+    """A batch run checked from end to end, with nothing loaded and nothing written."""
+
+    out_dir: Path
+    items: list[PromptItem]
+    jobs: list[Job]
+    config: dict[str, Any]
+    place: Shard
+    index: Index
+    replace: bool  # --new-run with an old run of another configuration in out_dir
+    backbone_name: str
+    options: dict[str, Any]
+    loaded: Any
+
+    def finished(self, job: Job) -> bool:
+        return not self.replace and _finished(self.out_dir, self.index, job)
+
+
+def _plan_run(
+    prompts, out, *, programs, backbone, backbone_options, seeds, seed, seed_mode, format, new_run, shard, limit,
+    prompt_column, id_column, generate,
+) -> _Plan:
+    """Every check of a batch run that needs no model, in the order the user can act on them; writes nothing."""
+    unknown = sorted(set(generate) - set(GENERATE_KEYS))
+    if unknown:
+        raise TypeError(f"run_batch() got unexpected keyword argument(s) {', '.join(unknown)}; sampling settings are {', '.join(GENERATE_KEYS)}")
+    if format not in BATCH_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(BATCH_FORMATS)}, got {format!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    items = _as_items(prompts, prompt_column, id_column)[:limit]
+    jobs = plan_jobs(items, programs, seeds=seeds, seed=seed, seed_mode=seed_mode)
+
+    if isinstance(backbone, str):
+        from .registry import get_spec
+
+        spec = get_spec(backbone)
+        backbone_name, options, loaded = backbone, dict(backbone_options or {}), None
+    else:
+        if backbone_options:
+            raise ValueError("backbone_options are for loading a backbone by name; this backbone is already loaded")
+        spec = _loaded_spec(backbone)
+        backbone_name, options, loaded = backbone.name, {k: v for k, v in backbone.describe().items() if k != "backbone"}, backbone
+    _check_request(spec, loaded, items, jobs, generate)
+    config = run_config(backbone=backbone_name, backbone_options=options, generate=generate, seed=seed, seed_mode=seed_mode, format=format)
+
+    out_dir = check_out_folder(out)
+    place = detect_shard(shard)
+    if new_run and place.world_size > 1 and place.source != "accelerate":
+        raise ValueError("--new-run needs one process (or a launch through accelerate/torchrun); run it once with one process first")
+    replace = _must_replace(out_dir, config, new_run) if out_dir.is_dir() else False
+    index = Index(out_dir / INDEX_FILE)
+    if not replace:
+        index.refresh()
+        _refuse_conflicts(out_dir, _conflicts(index, jobs))
+    return _Plan(out_dir, items, jobs, config, place, index, replace, backbone_name, options, loaded)
+
+
 def batch_status(
     prompts: str | os.PathLike | Sequence[str] | Sequence[PromptItem],
     out: str | os.PathLike,
     *,
     programs: Sequence[Program | str],
+    backbone: Any = "toy",
+    backbone_options: Mapping[str, Any] | None = None,
     seeds: int = 1,
     seed: int = 0,
     seed_mode: str = "item",
     format: str = "mp4",
-    world_size: int = 1,
+    new_run: bool = False,
+    shard: tuple[int, int] | Shard | None = None,
+    world_size: int | None = None,
     prompt_column: str | None = None,
     id_column: str | None = None,
     limit: int | None = None,
+    **generate: Any,
 ) -> dict[str, Any]:
-    """How far a batch is, without loading anything: planned, finished, to do, and to do per process."""
-    items = _as_items(prompts, prompt_column, id_column)[:limit]
-    jobs = plan_jobs(items, programs, seeds=seeds, seed=seed, seed_mode=seed_mode)
-    out_dir = Path(out)
-    index = Index(out_dir / INDEX_FILE)
-    index.refresh()
-    done = {job.key for job in jobs if _finished(out_dir, index, job)}
-    todo = [job for job in jobs if job.key not in done]
+    """How far a batch is, without loading or writing anything: planned, finished, to do, and to do per process.
+
+    Takes the arguments of :func:`run_batch` and makes the same checks (the request, the output folder, the
+    configuration recorded in ``run.json``, prompts changed under an id), raising the same errors: a run that
+    :func:`run_batch` would refuse is refused here too. ``world_size`` overrides the detected number of processes.
+    """
+    plan = _plan_run(
+        prompts, out, programs=programs, backbone=backbone, backbone_options=backbone_options, seeds=seeds, seed=seed,
+        seed_mode=seed_mode, format=format, new_run=new_run, shard=shard, limit=limit, prompt_column=prompt_column,
+        id_column=id_column, generate=generate,
+    )
+    world = plan.place.world_size if world_size is None else world_size
+    done = {job.key for job in plan.jobs if plan.finished(job)}
+    todo = [job for job in plan.jobs if job.key not in done]
     return {
-        "out_dir": str(out_dir),
-        "items": len(items),
-        "programs": [str(p) for p in dict.fromkeys(j.program for j in jobs)],
+        "out_dir": str(plan.out_dir),
+        "items": len(plan.items),
+        "programs": [str(p) for p in dict.fromkeys(j.program for j in plan.jobs)],
         "seeds": seeds,
-        "planned": len(jobs),
+        "planned": len(plan.jobs),
         "finished": len(done),
         "to_do": len(todo),
-        "to_do_per_process": [sum(1 for j in todo if j.group % world_size == r) for r in range(world_size)],
-        "prompt_conflicts": _conflicts(index, jobs),
+        "to_do_per_process": [sum(1 for j in todo if j.group % world == r) for r in range(world)],
+        "replaces_old_run": plan.replace,
     }
 
 
@@ -660,60 +941,45 @@ def run_batch(
         a :class:`BatchResult` for this process. Failed videos are listed there and stay unfinished.
 
     Raises:
-        PromptFileError, ValueError, ConfigMismatch: before anything loads.
+        PromptFileError, ValueError, ConfigMismatch: before anything loads or is written.
+        WriteFailed: ``run.json`` cannot be written (nothing is left behind).
+        KeyboardInterrupt: after the clean-up (this process's staging folder removed, its claims released).
     """
+    from . import interrupts
+
     started = time.perf_counter()
-    unknown = sorted(set(generate) - set(GENERATE_KEYS))
-    if unknown:
-        raise TypeError(f"run_batch() got unexpected keyword argument(s) {', '.join(unknown)}; sampling settings are {', '.join(GENERATE_KEYS)}")
-    if format not in BATCH_FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(BATCH_FORMATS)}, got {format!r}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {limit}")
-    items = _as_items(prompts, prompt_column, id_column)[:limit]
-    jobs = plan_jobs(items, programs, seeds=seeds, seed=seed, seed_mode=seed_mode)
-    if generate.get("steps") is not None:
-        for program in dict.fromkeys(job.program for job in jobs):
-            program.validate(generate["steps"])
-
-    if isinstance(backbone, str):
-        backbone_name, options, loaded = backbone, dict(backbone_options or {}), None
-    else:
-        if backbone_options:
-            raise ValueError("backbone_options are for loading a backbone by name; this backbone is already loaded")
-        backbone_name, options, loaded = backbone.name, {k: v for k, v in backbone.describe().items() if k != "backbone"}, backbone
-    config = run_config(backbone=backbone_name, backbone_options=options, generate=generate, seed=seed, seed_mode=seed_mode, format=format)
-
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file; give a folder")
-    place = detect_shard(shard)
-    if new_run:
-        if place.world_size > 1 and place.source != "accelerate":
-            raise ValueError("--new-run needs one process (or a launch through accelerate/torchrun); run it once with one process first")
-        if place.is_main and (out_dir / RUN_FILE).exists():
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads((out_dir / RUN_FILE).read_text()).get("config") == config:
-                    new_run = False  # same configuration: nothing to replace, just resume
-            if new_run:
-                moved = _move_old_run(out_dir, {job.folder for job in jobs})
-                if moved is not None:
-                    log.warning("moved the previous run aside into %s", moved)
-        _barrier(place)
-    _open_run(out_dir, config, command=command)
-    index = Index(out_dir / INDEX_FILE)
-    index.refresh()
-    conflicts = _conflicts(index, jobs)
-    if conflicts:
-        raise ConfigMismatch(
-            f"{out_dir} already has videos for these ids, made from other prompt text:\n" + "\n".join(conflicts[:10])
-            + (f"\n  … and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
-            + "\nGive those items new ids, choose another --out, or pass --new-run."
-        )
-
+    plan = _plan_run(
+        prompts, out, programs=programs, backbone=backbone, backbone_options=backbone_options, seeds=seeds, seed=seed,
+        seed_mode=seed_mode, format=format, new_run=new_run, shard=shard, limit=limit, prompt_column=prompt_column,
+        id_column=id_column, generate=generate,
+    )
+    out_dir, jobs, place, index, config = plan.out_dir, plan.jobs, plan.place, plan.index, plan.config
     mine = shard_jobs(jobs, place.rank, place.world_size)
     result = BatchResult(out_dir=out_dir, shard=place, planned=len(jobs), assigned=len(mine))
-    todo = [job for job in mine if not _finished(out_dir, index, job)]
+    todo = [job for job in mine if not plan.finished(job)]
+
+    # the models load before anything is written: a run that fails to load leaves no trace
+    model = plan.loaded
+    if todo and model is None:
+        from .registry import load_backbone
+
+        load_started = time.perf_counter()
+        model = load_backbone(plan.backbone_name, **_device_for(place, plan.backbone_name, plan.options))
+        result.load_seconds = time.perf_counter() - load_started
+        _check_request(None, model, plan.items, jobs, generate)  # what only the loaded models know (their timesteps)
+    interrupts.check()
+
+    if new_run:
+        if place.is_main and plan.replace:
+            moved = _move_old_run(out_dir, {job.folder for job in jobs})
+            if moved is not None:
+                log.warning("moved the previous run aside into %s", moved)
+        _barrier(place)
+    _open_run(out_dir, config, command=command)
+    index = Index(out_dir / INDEX_FILE)  # read again: another process may have written meanwhile
+    index.refresh()
+    _refuse_conflicts(out_dir, _conflicts(index, jobs))
+    todo = [job for job in todo if not _finished(out_dir, index, job)]
     result.skipped = len(mine) - len(todo)
     missing = sum(1 for job in todo if job.key in index.records)
     if missing:
@@ -734,19 +1000,15 @@ def run_batch(
         bar = tqdm(total=len(jobs), initial=len(index.keys & plan_keys), unit="video", desc="batch", dynamic_ncols=True)
     try:
         if todo:
-            model = loaded
-            if model is None:
-                from .registry import load_backbone
-
-                load_started = time.perf_counter()
-                model = load_backbone(backbone_name, **_device_for(place, backbone_name, options))
-                result.load_seconds = time.perf_counter() - load_started
             with _Staging(out_dir) as staging:
+                if staging.others():
+                    log.info("another process is working on %s: videos are shared out as they are claimed", out_dir)
                 _run_jobs(model, todo, out_dir, index, staging, generate, config, place, result, bar, plan_keys, max_consecutive_failures)
     finally:
         if bar is not None:
-            index.refresh()
-            bar.update(max(0, len(index.keys & plan_keys) - bar.n))
+            with contextlib.suppress(Exception):
+                index.refresh()
+                bar.update(max(0, len(index.keys & plan_keys) - bar.n))
             bar.close()
     result.seconds = time.perf_counter() - started
     return result
@@ -775,63 +1037,102 @@ def _device_for(place: Shard, backbone_name: str, options: Mapping[str, Any]) ->
 
 
 def _run_jobs(model, todo, out_dir, index, staging, generate, config, place, result, bar, plan_keys, max_failures) -> None:
-    from .io import write_manifest, write_video
+    """Make the videos of ``todo``, each under a claim, so that processes sharing the folder never make one twice.
+
+    A video claimed by another live process is left to it and looked at again after the others: by then it is
+    usually finished (counted in ``result.by_others``); if that process died meanwhile, this one makes it.
+    """
+    from . import interrupts
 
     run_id = fingerprint(config)
-    in_a_row = 0
-    for job in todo:
-        video_path = out_dir / job.folder / f"{job.name}.{config['format']}"
-        manifest_file = video_path.with_name(video_path.name + ".json")
-        batch_record = {
-            "key": job.key,
-            "run": run_id,
-            "item_id": job.item.id,
-            "prompt_source": f"{job.item.source}:{job.item.line}",
-            "prompt_sha": job.item.prompt_sha,
-            "seed_index": job.seed_index,
-        }
-        index_record = {
-            "key": job.key,
-            "file": f"{job.folder}/{video_path.name}",
-            "item": job.item.id,
-            "program": str(job.program),
-            "seed_index": job.seed_index,
-            "seed": job.seed,
-            "prompt_sha": job.item.prompt_sha,
-            "rank": place.rank,
-        }
-        try:
-            if _adoptable(video_path, manifest_file, batch_record):
-                index.append_once({**index_record, "adopted": True, "finished": _utc_now()})
-                result.adopted += 1
-            else:
-                t0 = time.perf_counter()
-                video = model.generate(job.item.prompt, program=job.program, seed=job.seed, progress=False, **generate)
-                staged = staging.fresh() / video_path.name
-                write_video(video.frames[0], staged, fps=video.fps)
-                record = video.with_extra(batch=batch_record).manifest()
-                record["output"] = index_record["file"]
-                staged_manifest = write_manifest(record, staged)
-                video_path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, video_path)  # the video first, then its manifest: a manifest means a whole video
-                os.replace(staged_manifest, manifest_file)
-                index.append_once({**index_record, "seconds": round(time.perf_counter() - t0, 4), "finished": _utc_now()})
-                result.generated += 1
-            in_a_row = 0
-        except Exception as exc:  # one failed video must not end a benchmark run; it stays unfinished
-            in_a_row += 1
-            message = f"{type(exc).__name__}: {exc}"
-            result.failed.append((job.key, message))
-            log.error("%s failed (%s); it stays unfinished and is retried on the next run", job.key, message)
-            if max_failures and in_a_row >= max_failures:
-                result.stopped_early = True
-                log.error("stopping after %d failures in a row", in_a_row)
-                break
-        if bar is not None:
-            index.refresh()  # count the other processes' videos too
-            done = len(index.keys & plan_keys)
-            if done > bar.n:
-                bar.update(done - bar.n)
+    state = {"in_a_row": 0}
+    pending = list(todo)
+    while pending:
+        waiting = []
+        for job in pending:
+            interrupts.check()  # a Ctrl-C swallowed on the way (e.g. while ffmpeg started) stops the run here
+            index.refresh()
+            if _finished(out_dir, index, job):
+                result.by_others += 1
+                continue
+            claim = staging.claim(job.key)
+            if claim is None:
+                waiting.append(job)
+                continue
+            try:
+                index.refresh()  # finished by another process between the look above and the claim
+                if _finished(out_dir, index, job):
+                    result.by_others += 1
+                    continue
+                if not _make_one(model, job, out_dir, index, staging, generate, config, place, result, run_id, state, max_failures):
+                    return
+            finally:
+                staging.release(claim)
+            if bar is not None:
+                index.refresh()  # count the other processes' videos too
+                done = len(index.keys & plan_keys)
+                if done > bar.n:
+                    bar.update(done - bar.n)
+        if waiting and len(waiting) == len(pending):
+            time.sleep(0.05)  # every one left is being made by another process right now
+        pending = waiting
+
+
+def _make_one(model, job, out_dir, index, staging, generate, config, place, result, run_id, state, max_failures) -> bool:
+    """Generate (or adopt) one video and index it; False when the process should stop (too many failures in a row)."""
+    from . import interrupts
+    from .io import write_manifest, write_video
+
+    video_path = out_dir / job.folder / f"{job.name}.{config['format']}"
+    manifest_file = video_path.with_name(video_path.name + ".json")
+    batch_record = {
+        "key": job.key,
+        "run": run_id,
+        "item_id": job.item.id,
+        "prompt_source": f"{job.item.source}:{job.item.line}",
+        "prompt_sha": job.item.prompt_sha,
+        "seed_index": job.seed_index,
+    }
+    index_record = {
+        "key": job.key,
+        "file": f"{job.folder}/{video_path.name}",
+        "item": job.item.id,
+        "program": str(job.program),
+        "seed_index": job.seed_index,
+        "seed": job.seed,
+        "prompt_sha": job.item.prompt_sha,
+        "rank": place.rank,
+    }
+    try:
+        if _adoptable(video_path, manifest_file, batch_record):
+            index.append_once({**index_record, "adopted": True, "finished": _utc_now()})
+            result.adopted += 1
+        else:
+            t0 = time.perf_counter()
+            video = model.generate(job.item.prompt, program=job.program, seed=job.seed, progress=False, **generate)
+            staged = staging.fresh() / video_path.name
+            write_video(video.frames[0], staged, fps=video.fps)
+            record = video.with_extra(batch=batch_record).manifest()
+            record["output"] = index_record["file"]
+            staged_manifest = write_manifest(record, staged)
+            interrupts.check()  # stopped while the video was written: it stays unfinished
+            video_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, video_path)  # the video first, then its manifest: a manifest means a whole video
+            os.replace(staged_manifest, manifest_file)
+            index.append_once({**index_record, "seconds": round(time.perf_counter() - t0, 4), "finished": _utc_now()})
+            result.generated += 1
+        state["in_a_row"] = 0
+    except Exception as exc:  # one failed video must not end a benchmark run; it stays unfinished
+        interrupts.check()  # a failure caused by a stop (ffmpeg killed by the same Ctrl-C) is the stop
+        state["in_a_row"] += 1
+        message = f"{type(exc).__name__}: {exc}"
+        result.failed.append((job.key, message))
+        log.error("%s failed (%s); it stays unfinished and is retried on the next run", job.key, message)
+        if max_failures and state["in_a_row"] >= max_failures:
+            result.stopped_early = True
+            log.error("stopping after %d failures in a row", state["in_a_row"])
+            return False
+    return True
 
 
 def _adoptable(video_path: Path, manifest_file: Path, batch_record: Mapping[str, Any]) -> bool:
@@ -849,6 +1150,7 @@ def _adoptable(video_path: Path, manifest_file: Path, batch_record: Mapping[str,
 
 _LOCK_NAME = "lock"
 _SETUP_PREFIX = ".new-"
+_CLAIM_PREFIX = "claim-"
 _SETUP_GRACE_S = 60.0  # a staging folder still being set up is left alone this long
 
 
@@ -884,6 +1186,44 @@ class _Staging:
         os.rename(setup, self.root)  # the lock stays with the open file
         return self
 
+    def claim(self, key: str) -> tuple[int, Path] | None:
+        """Claim the video ``key`` for this process (a ``lockf`` lock on ``.partial/claim-<hash>``); None when another
+        live process holds it. The kernel drops the lock of a process that dies, so its claims free themselves."""
+        path = self.partial / f"{_CLAIM_PREFIX}{hashlib.sha256(key.encode('utf-8')).hexdigest()[:24]}"
+        if fcntl is None:  # pragma: no cover
+            return (-1, path)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return None
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return (fd, path)
+            os.close(fd)  # the file was removed by its last holder in between: claim the new one
+
+    def release(self, claim: tuple[int, Path]) -> None:
+        """Give a claim up: remove its file (still holding the lock, so a waiting process sees it gone) and unlock."""
+        fd, path = claim
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if fd >= 0:
+            os.close(fd)
+
+    def others(self) -> bool:
+        """Whether another live process stages videos in this folder (is working on it now)."""
+        for entry in self.partial.iterdir():
+            if entry == self.root or not entry.is_dir() or entry.name.startswith(_SETUP_PREFIX):
+                continue
+            if _lock_held(entry / _LOCK_NAME):
+                return True
+        return False
+
     def fresh(self) -> Path:
         """An empty folder for the next video."""
         job = self.root / "job"
@@ -907,6 +1247,9 @@ def _remove_dead_staging(out_dir: Path) -> int:
         return 0
     removed = 0
     for entry in list(partial.iterdir()):
+        if entry.name.startswith(_CLAIM_PREFIX) and not entry.is_dir():
+            _remove_free_claim(entry)
+            continue
         if not entry.is_dir():
             continue
         if entry.name.startswith(_SETUP_PREFIX):
@@ -932,3 +1275,35 @@ def _remove_dead_staging(out_dir: Path) -> int:
     with contextlib.suppress(OSError):
         partial.rmdir()
     return removed
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether another process holds the ``lockf`` lock on ``path`` (False when the file is gone)."""
+    if fcntl is None:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also drops the lock just taken
+    return False
+
+
+def _remove_free_claim(path: Path) -> None:
+    """Remove the claim file of a process that died while making that video (its lock is free)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()  # while holding the lock; a process claiming it now sees another file and claims that
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -12,7 +12,7 @@ import logging
 import shlex
 import sys
 
-from ..batch import BATCH_FORMATS, SEED_MODES, batch_status, detect_shard, run_batch
+from ..batch import BATCH_FORMATS, SEED_MODES, batch_status, run_batch
 from ..prompts import read_prompts
 from ._common import add_backbone_arguments, add_sampling_arguments, backbone_options, parse_programs, precheck, resolve_spec, sampling_kwargs
 
@@ -63,7 +63,7 @@ def register(sub) -> None:
     g.add_argument("--format", choices=BATCH_FORMATS, default="mp4", help="video file type (default: mp4; npy keeps exact float frames)")
     g.add_argument("--new-run", action="store_true", help="DIR holds a run with another configuration: move it aside into DIR/replaced-<time>/ and start over")
     g.add_argument("--shard", type=_shard, metavar="I/N", help="be process I of N (default: from accelerate/torchrun, or RANK/WORLD_SIZE)")
-    g.add_argument("--dry-run", action="store_true", help="show how many videos are planned, finished and to do; load nothing")
+    g.add_argument("--dry-run", action="store_true", help="show how many videos are planned, finished and to do, after the checks of a real run; load and write nothing")
     g.add_argument("--json", action="store_true", help="print the result of this process as JSON")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--preset", help="a named preset of the backbone (explicit options win)")
@@ -73,7 +73,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # everything that can be checked without a model is checked first: prompt file, programs, sizes, run folder
+    # everything that can be checked without a model is checked first (prompt file, programs, sizes, steps, preset,
+    # prompts, the output folder, the configuration of a run already in it); a refused run loads and writes nothing
     if args.num_videos != 1:
         raise ValueError("batch makes one video per (item, program, seed): use --seeds K instead of --num-videos")
     if args.seeds < 1:
@@ -82,21 +83,26 @@ def run(args: argparse.Namespace) -> int:
     programs = parse_programs(args.programs)
     precheck(spec, args, programs)
     items = read_prompts(args.prompts, prompt_column=args.prompt_column, id_column=args.id_column, format=args.prompts_format)
-    common = dict(programs=programs, seeds=args.seeds, seed=args.seed, seed_mode=args.seed_mode, format=args.format, limit=args.limit)
+    common = dict(
+        programs=programs, seeds=args.seeds, seed=args.seed, seed_mode=args.seed_mode, format=args.format, limit=args.limit,
+        backbone=args.backbone, backbone_options=backbone_options(args), new_run=args.new_run, shard=args.shard,
+        preset=args.preset, **sampling_kwargs(args),
+    )
 
     if args.dry_run:
-        place = detect_shard(args.shard)
-        status = batch_status(items, args.out, world_size=place.world_size, **common)
+        # the same checks as the real run: a run it would refuse (another configuration, …) is refused here too
+        status = batch_status(items, args.out, **common)
         if args.json:
             print(json.dumps(status, indent=2))
         else:
+            per_process = status["to_do_per_process"]
             print(
                 f"{status['out_dir']}: {status['items']} items × {len(status['programs'])} programs × {status['seeds']} seeds = "
                 f"{status['planned']} videos; {status['finished']} finished, {status['to_do']} to do"
-                + (f" ({', '.join(map(str, status['to_do_per_process']))} per process)" if place.world_size > 1 else "")
+                + (f" ({', '.join(map(str, per_process))} per process)" if len(per_process) > 1 else "")
             )
-            for line in status["prompt_conflicts"]:
-                print(line)
+            if status["replaces_old_run"]:
+                print(f"--new-run: the previous run would be moved aside into {status['out_dir']}/replaced-<time>/")
         return 0
 
     if not args.json and not args.quiet:
@@ -104,14 +110,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_batch(
         items,
         args.out,
-        backbone=args.backbone,
-        backbone_options=backbone_options(args),
-        new_run=args.new_run,
-        shard=args.shard,
         progress=not args.quiet and not args.json,
         command=shlex.join(["ivmixed", *sys.argv[1:]]),
-        preset=args.preset,
-        **sampling_kwargs(args),
         **common,
     )
     if args.json:
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         who = f"process {result.shard.rank} of {result.shard.world_size}: " if result.shard.world_size > 1 else ""
         print(
             f"{who}{result.generated} generated, {result.adopted} recovered, {result.skipped} already finished, "
-            f"{len(result.failed)} failed, of {result.assigned} videos"
+            + (f"{result.by_others} made by another process, " if result.by_others else "")
+            + f"{len(result.failed)} failed, of {result.assigned} videos"
             + (f" (plan: {result.planned})" if result.assigned != result.planned else "")
             + f" in {result.seconds:.1f}s"
             + (f", {result.videos_per_second:.2f} videos/s" if result.generated else "")
