@@ -103,6 +103,11 @@ def test_csv_missing_prompt_column(tmp_path):
         "name one with --prompt-column"
     )
     assert error_text(path, prompt_column="name", id_column="vid") == f"{path}:1: no id column 'vid'; the columns are: videoid, name"
+    path = write(tmp_path, "c.json", '[{"prompt_cn": "x"}]')
+    assert error_text(path) == (
+        f"{path}:1: no prompt column: none of prompt, caption, text, sentence, prompt_en is present; the columns are: prompt_cn; "
+        "name one with --prompt-column"
+    )
 
 
 def test_csv_empty_prompt_duplicate_id_short_row(tmp_path):
@@ -140,7 +145,7 @@ def test_jsonl_malformed_line_and_missing_key(tmp_path):
 
 def test_unknown_type_empty_file_missing_file(tmp_path):
     path = write(tmp_path, "p.yaml", "- a\n")
-    assert error_text(path) == f"{path}: unknown prompt file type '.yaml'; use one of .txt, .csv, .tsv, .jsonl (or name the format)"
+    assert error_text(path) == f"{path}: unknown prompt file type '.yaml'; use one of .txt, .csv, .tsv, .jsonl, .json (or name the format)"
     path = write(tmp_path, "e.txt", "\n\n")
     assert error_text(path) == f"{path}: no prompts in the file"
     with pytest.raises(FileNotFoundError, match="prompt file .*nope.txt does not exist"):
@@ -150,7 +155,7 @@ def test_unknown_type_empty_file_missing_file(tmp_path):
 def test_columns_are_refused_for_txt(tmp_path):
     path = write(tmp_path, "p.txt", "a\n")
     assert error_text(path, id_column="id") == (
-        f"{path}: a .txt prompt file has no columns; --prompt-column/--id-column need a .csv, .tsv or .jsonl file"
+        f"{path}: a .txt prompt file has no columns; --prompt-column/--id-column need a .csv, .tsv, .jsonl or .json file"
     )
 
 
@@ -158,3 +163,129 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "p.txt"
     path.write_bytes(b"a blob\nb \xff blob\n")
     assert error_text(path) == f"{path}:2: not UTF-8 text (invalid start byte at byte 9)"
+
+
+# -- benchmark prompt sets in their published formats (made-up prompts, the files' exact layouts) ---------
+
+
+def test_vbench_prompt_txt_files_one_prompt_a_line_last_line_without_newline(tmp_path):
+    # prompts/all_dimension.txt, prompts_per_dimension/<dimension>.txt: plain lines, some files end without "\n",
+    # and all_dimension.txt repeats a prompt that belongs to two dimensions
+    path = write(tmp_path, "all_dimension.txt", "In a still frame, a red kettle\na kettle, frozen in time\nIn a still frame, a red kettle\na green kettle")
+    items = read_prompts(path)
+    assert [(i.id, i.prompt) for i in items] == [
+        ("00001", "In a still frame, a red kettle"),
+        ("00002", "a kettle, frozen in time"),
+        ("00003", "In a still frame, a red kettle"),
+        ("00004", "a green kettle"),
+    ]
+
+
+VBENCH_FULL_INFO = """[
+    {
+        "prompt_en": "In a still frame, a red kettle",
+        "dimension": [
+            "temporal_flickering"
+        ]
+    },
+    {
+        "prompt_en": "a person juggling in a park",
+        "dimension": [
+            "subject_consistency",
+            "dynamic_degree",
+            "motion_smoothness"
+        ]
+    },
+    {
+        "prompt_en": "a green kettle",
+        "dimension": [
+            "color"
+        ],
+        "auxiliary_info": {
+            "color": {
+                "color": "green"
+            }
+        }
+    },
+    {
+        "prompt_en": "In a still frame, a red kettle",
+        "dimension": [
+            "overall_consistency"
+        ]
+    }
+]
+"""
+
+
+def test_vbench_full_info_json_all_records_in_file_order(tmp_path):
+    # vbench/VBench_full_info.json: an indented array of {prompt_en, dimension, auxiliary_info}, in the order of all_dimension.txt
+    path = write(tmp_path, "VBench_full_info.json", VBENCH_FULL_INFO)
+    items = read_prompts(path)
+    assert [(i.id, i.prompt, i.line) for i in items] == [
+        ("00001", "In a still frame, a red kettle", 2),
+        ("00002", "a person juggling in a park", 8),
+        ("00003", "a green kettle", 16),
+        ("00004", "In a still frame, a red kettle", 27),
+    ]
+    # the same text on one line (the file's older form) reads the same, every record on line 1
+    flat = write(tmp_path, "flat.json", json.dumps(json.loads(VBENCH_FULL_INFO)))
+    assert [(i.id, i.prompt, i.line) for i in read_prompts(flat)] == [(i.id, i.prompt, 1) for i in items]
+
+
+def test_vbench_full_info_one_dimension_keeps_the_records_positions_as_ids(tmp_path):
+    path = write(tmp_path, "VBench_full_info.json", VBENCH_FULL_INFO)
+    assert [(i.id, i.prompt) for i in read_prompts(path, dimension="dynamic_degree")] == [("00002", "a person juggling in a park")]
+    assert [i.id for i in read_prompts(path, dimension="overall_consistency")] == ["00004"]
+    assert error_text(path, dimension="colour") == (
+        f"{path}: no prompt has the dimension 'colour'; the dimensions are: temporal_flickering, subject_consistency, "
+        "dynamic_degree, motion_smoothness, color, overall_consistency"
+    )
+    txt = write(tmp_path, "color.txt", "a green kettle\n")
+    assert error_text(txt, dimension="color") == (
+        f"{txt}: a .txt prompt file has no dimension lists; dimension='color' needs VBench's full-info .json"
+    )
+    plain = write(tmp_path, "plain.json", '[{"prompt": "a kettle"}]')
+    assert error_text(plain, dimension="color") == (
+        f"{plain}:1: no 'dimension' list of names to select 'color' by (VBench's full-info files have one)"
+    )
+
+
+def test_chronomagic_full_csv_header_with_an_empty_category(tmp_path):
+    # prompts/Captions_ChronoMagic-Bench.csv: the same four columns; some rows leave main_category empty
+    path = write(
+        tmp_path,
+        "Captions_ChronoMagic-Bench.csv",
+        "videoid,name,sub_category,main_category\n"
+        'ice_melting_03,"Time-lapse of an ice cube melting on a plate, from a sharp cube to a puddle.",ice_melting,physical\n'
+        'sprouting_11.2,"Time-lapse of a bean sprouting: the seed splits, a root grows, two leaves open.",sprouting,\n',
+    )
+    items = read_prompts(path, prompt_column="name", id_column="videoid")
+    assert [(i.id, i.stem, i.line) for i in items] == [("ice_melting_03", "ice_melting_03", 2), ("sprouting_11.2", "sprouting_11.2", 3)]
+    assert items[1].prompt == "Time-lapse of a bean sprouting: the seed splits, a root grows, two leaves open."
+
+
+def test_chronomagic_caption_list_json(tmp_path):
+    # UMT/main/data/chronomagic_150.json: an array of {caption_id, video, caption}
+    records = [
+        {"caption_id": "ice_melting_03", "video": "ice_melting_03.mp4", "caption": "Time-lapse of an ice cube melting."},
+        {"caption_id": "sprouting_11.2", "video": "sprouting_11.2.mp4", "caption": "Time-lapse of a bean sprouting."},
+    ]
+    path = write(tmp_path, "chronomagic_150.json", json.dumps(records, indent=4))
+    items = read_prompts(path, id_column="caption_id")
+    assert [(i.id, i.prompt, i.line) for i in items] == [
+        ("ice_melting_03", "Time-lapse of an ice cube melting.", 2),
+        ("sprouting_11.2", "Time-lapse of a bean sprouting.", 7),
+    ]
+
+
+def test_json_array_errors_name_the_line(tmp_path):
+    path = write(tmp_path, "p.json", '[\n  {"prompt": "a"},\n  {"prompt": "b",}\n]\n')
+    assert error_text(path) == f"{path}:3: malformed JSON: Expecting property name enclosed in double quotes (column 18)"
+    path = write(tmp_path, "q.json", '{"prompt": "a"}')
+    assert error_text(path) == f"{path}: expected a JSON array of prompts (objects or strings), got an object"
+    path = write(tmp_path, "r.json", '[\n  {"prompt": "a", "id": 1},\n  {"prompt": "b", "id": 1}\n]')
+    assert error_text(path, id_column="id") == f"{path}:3: duplicate id '1' (first on line 2)"
+    path = write(tmp_path, "s.json", '[\n  "one",\n\n  ""\n]')
+    assert error_text(path) == f"{path}:4: empty prompt"
+    path = write(tmp_path, "t.json", "[]")
+    assert error_text(path) == f"{path}: no prompts in the file"
