@@ -153,3 +153,32 @@ def test_missing_weights_name_the_model():
     with pytest.raises(Exception) as info:
         ivmixed.load("wan", size="14B", device="cpu")
     assert "Wan-AI/Wan2.1-T2V-14B-Diffusers" in str(info.value)
+
+
+def test_explain_prints_the_flow_matching_sub_step_plan(capsys):
+    from ivmixed.cli import main
+
+    assert main(["explain", "VV-VV", "--backbone", "wan", "--steps", "50", "--frames", "81"]) == 0
+    text = capsys.readouterr().out
+    assert "rectified flow" in text and "UniPCMultistepScheduler" in text
+    assert "frames 81 (21 latent frames), sub-step delta = 1000 // 50 = 20 on the level axis tau" in text
+    assert "sigma(tau) = 3*u / (1 + 2*u)" in text
+    # step 1 of the grid: level 980.02 (σ 0.9933, UniPC's grid), two V denoise moves of Δ = 20, two inversions back
+    assert "980.02 -> 960.02  0.9933 -> 0.9863   993.3 -> 986.3" in text
+    assert "the standard step at timestep 993: sigma 0.9933 -> 0.9863" in text
+
+    assert main(["explain", "VV-VV", "--backbone", "wan", "--steps", "10", "--frames", "81", "--json", "--show-steps", "1"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["delta"] == 100 and info["flow_shift"] == 3.0 and info["latent_frames"] == 21
+    subs = info["steps"][0]["substeps"]
+    assert [round(s["t_to"]) for s in subs] == [900, 800, 900, 1000]
+    assert subs[0]["sigma_to"] == pytest.approx(3 * 0.9 / (1 + 2 * 0.9), abs=1e-4)
+    assert info["cost"] == ivmixed.parse("VV-VV").cost(num_steps=10, num_frames=81).as_dict()
+
+
+def test_explain_reads_the_model_folders_scheduler_and_shift(wan_folder, capsys):
+    from ivmixed.backbones._wan_impl import WanBackbone
+
+    info, text = WanBackbone.explain_plan(ivmixed.parse("V-V"), num_steps=4, num_frames=5, model=str(wan_folder), flow_shift=5.0)
+    assert info["flow_shift"] == 5.0 and f"scheduler config of {wan_folder}" in text
+    assert info["steps"][1]["sigma"] == pytest.approx(5 * 0.75025 / (1 + 4 * 0.75025), abs=1e-4)

@@ -45,6 +45,16 @@ DEFAULTS = Defaults(height=480, width=832, frames=81, steps=50, guidance=5.0, pr
 
 OFFLOAD_MODES = ("none", "model", "group")
 
+#: the scheduler configuration of the released Wan 2.1 T2V models, for plans made without their files
+RELEASED_SCHEDULER = {
+    "_class_name": "UniPCMultistepScheduler",
+    "num_train_timesteps": 1000,
+    "prediction_type": "flow_prediction",
+    "use_flow_sigmas": True,
+    "flow_shift": 3.0,
+    "solver_order": 2,
+}
+
 #: Wan's VAE compresses time by this factor after the first frame
 TEMPORAL_FACTOR = 4
 
@@ -200,6 +210,53 @@ class WanBackbone(DiffusersBackbone):
             pipe.to(self.device)
         self.pipe = pipe
         self.transformer, self.vae, self.text_encoder, self.tokenizer = pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer
+
+    @classmethod
+    def explain_plan(
+        cls,
+        program,
+        *,
+        num_steps: int,
+        num_frames: int,
+        show_steps: int | None = 3,
+        model: str | None = None,
+        size: str = "1.3B",
+        flow_shift: float | None = None,
+        **_ignored,
+    ) -> tuple[dict[str, Any], str]:
+        """The flow-matching sub-step plan of ``program`` without loading weights, as data and as text.
+
+        The scheduler config is the model's when it is a local folder or in the Hugging Face cache, else the
+        released Wan 2.1 configuration.
+        """
+        import diffusers
+
+        from ..steps import FlowSchedule as _FlowSchedule
+        from ._diffusers import peek_json
+        from ._flow import explain_flow, format_flow_explain
+
+        model_id = model or DEFAULT_MODELS.get(size, DEFAULT_MODELS["1.3B"])
+        config = peek_json(model_id, "scheduler/scheduler_config.json")
+        source = f"scheduler config of {model_id}"
+        if config is None:
+            config, source = dict(RELEASED_SCHEDULER), f"released Wan 2.1 scheduler config; {model_id} is not available here"
+        _check_flow_scheduler(config, model_id)
+        config = dict(config)
+        if flow_shift is not None:
+            config["flow_shift" if "flow_shift" in config or config.get("use_flow_sigmas") else "shift"] = float(flow_shift)
+        scheduler = getattr(diffusers, config.get("_class_name", "UniPCMultistepScheduler")).from_config(config)
+        info = explain_flow(
+            program,
+            num_steps,
+            num_frames,
+            scheduler=scheduler,
+            schedule=_FlowSchedule.from_scheduler(scheduler),
+            backbone=cls.name,
+            latent_frames=(num_frames - 1) // TEMPORAL_FACTOR + 1,
+            source=source,
+            show_steps=show_steps,
+        )
+        return info, format_flow_explain(info)
 
     # -- the backbone's parts -------------------------------------------------------------------------------
 
