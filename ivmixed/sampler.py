@@ -9,6 +9,7 @@ lives here: they follow the tensors and the score models the caller passes in.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ from .errors import NonFiniteLatents, SamplingFailed
 from .guidance import ScoreModel, guided
 from .program import Program, SubStep
 from .schedules import GuidanceTable
-from .steps import NoiseSchedule, add_noise, ddim_step, fold_frames, unfold_frames
+from .steps import FlowSchedule, NoiseSchedule, add_noise, deterministic_step, fold_frames, unfold_frames
 
 __all__ = ["SubStepEvent", "NonFiniteLatents", "SamplingFailed", "run_program"]
 
@@ -56,6 +57,14 @@ def _check_finite(x: torch.Tensor, event: SubStepEvent) -> None:
         )
 
 
+def _accepts_generator(scheduler) -> bool:
+    """Whether ``scheduler.step`` takes a ``generator`` (multistep flow schedulers such as UniPC do not)."""
+    try:
+        return "generator" in inspect.signature(scheduler.step).parameters
+    except (TypeError, ValueError):
+        return True
+
+
 @torch.no_grad()
 def run_program(
     program: Program,
@@ -70,7 +79,7 @@ def run_program(
     guidance: float,
     zigzag: GuidanceTable | None = None,
     generator: torch.Generator | None = None,
-    zigzag_schedule: NoiseSchedule | None = None,
+    zigzag_schedule: NoiseSchedule | FlowSchedule | None = None,
     standard_step_on_frames: bool = False,
     callback: Callable[[SubStepEvent], None] | None = None,
     progress: bool = True,
@@ -90,7 +99,9 @@ def run_program(
         guidance: ω, the classifier-free guidance scale of the standard step.
         zigzag: guidance ramps of the zigzag sub-steps (default: 4 everywhere).
         generator: the run's generator, for R sub-steps and stochastic standard steps.
-        zigzag_schedule: the ᾱ table the zigzag walks on (default: the scheduler's).
+        zigzag_schedule: the schedule the zigzag walks on (default: the scheduler's ᾱ table); a
+            :class:`~ivmixed.steps.FlowSchedule` for flow-matching models, whose score models return the
+            flow velocity and whose levels are floats on its τ axis.
         standard_step_on_frames: call ``scheduler.step`` on latents folded to (B·F, C, H, W).
         callback: receives a :class:`SubStepEvent` after every sub-step and standard step.
         progress: show a tqdm progress bar over the steps.
@@ -100,13 +111,16 @@ def run_program(
     :class:`SamplingFailed` naming the step and sub-step (the original is its ``__cause__``).
     """
     schedule = zigzag_schedule or NoiseSchedule.from_scheduler(scheduler)
-    num_train_timesteps = schedule.num_train_timesteps
     scales = (zigzag or GuidanceTable()).build(num_steps)
     models = {"idm": (idm, idm_cond), "vdm": (vdm, vdm_cond)}
 
     scheduler.set_timesteps(num_steps, device=latents.device)
     timesteps = [int(t) for t in scheduler.timesteps]
-    plans = [program.substeps(i, t, num_steps, num_train_timesteps) for i, t in enumerate(timesteps)]
+    if isinstance(schedule, FlowSchedule) and hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)  # as flow pipelines do: rounded grid timesteps may repeat
+    levels = schedule.grid_levels(scheduler)
+    plans = [schedule.substeps(program, i, level, num_steps) for i, level in enumerate(levels)]
+    step_kwargs = {"generator": generator} if _accepts_generator(scheduler) else {}
     if idm is None and any(sub.model == "idm" for plan in plans for sub in plan):
         raise ValueError(f"program {program} uses the image model (letter I) but this backbone has no image model")
     x = latents * scheduler.init_noise_sigma
@@ -123,8 +137,8 @@ def run_program(
                 else:
                     model, cond = models[sub.model]
                     scale = scales.scale(sub.model, sub.direction, i)
-                    eps = guided(model, x, sub.t_from, cond, scale)
-                    x = ddim_step(eps, x, sub.t_from, sub.t_to, schedule)
+                    out = guided(model, x, schedule.timestep(sub.t_from), cond, scale)
+                    x = deterministic_step(out, x, sub.t_from, sub.t_to, schedule)
                 event = SubStepEvent(i, sub.index, sub.letter, sub.model, sub.direction, sub.t_from, sub.t_to, scale)
                 if check_finite:
                     _check_finite(x, event)
@@ -136,9 +150,9 @@ def run_program(
             eps = guided(vdm, scheduler.scale_model_input(x, t), t, vdm_cond, guidance)
             if standard_step_on_frames:
                 num_frames = x.shape[2]
-                x = unfold_frames(scheduler.step(fold_frames(eps), t, fold_frames(x), generator=generator).prev_sample, num_frames)
+                x = unfold_frames(scheduler.step(fold_frames(eps), t, fold_frames(x), **step_kwargs).prev_sample, num_frames)
             else:
-                x = scheduler.step(eps, t, x, generator=generator).prev_sample
+                x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
             t_next = timesteps[i + 1] if i + 1 < len(timesteps) else 0
             event = SubStepEvent(i, len(plan), "S", "vdm", "go", t, t_next, float(guidance))
             if check_finite:

@@ -22,6 +22,11 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per video (default: 16)")
     p.add_argument("--train-timesteps", type=int, default=1000, help="T of the noise schedule (default: 1000)")
     p.add_argument("--show-steps", type=int, default=3, help="how many steps of the plan to show (default: 3)")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help="plan on this backbone's own schedule and grid where it has one (e.g. wan: the flow-matching sub-step plan)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
@@ -39,6 +44,23 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--show-steps must be an integer >= 0, got {args.show_steps}")
     program = parse_program_text(args.program)
     program.validate(args.steps)
+    planner = _backbone_planner(args.backbone)
+    if planner is not None:
+        info, text = planner(program, num_steps=args.steps, num_frames=args.frames, show_steps=args.show_steps)
+        print(json.dumps(info, indent=2) if args.json else text)
+        return 0
     info = explain(program, args.steps, args.frames, num_train_timesteps=args.train_timesteps, show_steps=args.show_steps)
     print(json.dumps(info, indent=2) if args.json else format_explain(info))
     return 0
+
+
+def _backbone_planner(name: str | None):
+    """The backbone's own ``explain_plan`` (flow backbones), or None for the default DDIM-grid plan."""
+    if name is None:
+        return None
+    from ..registry import get_spec
+
+    spec = get_spec(name)  # unknown names: a clear error listing the known ones
+    if spec.missing_requirements():
+        return None
+    return getattr(spec.resolve_factory(), "explain_plan", None)

@@ -389,3 +389,72 @@ def save_full_size(root: Path) -> dict[str, Path]:
     for folder in ("sd15_full", "modelscope_full"):
         _use_legacy_tokenizer_files(root / folder)
     return {"sd15": root / "sd15_full", "motion_adapter": root / "motion_adapter_full", "modelscope": root / "modelscope_full"}
+
+
+# -- flow-matching models: Wan 2.1 (and its image model) -----------------------------------------------------
+
+WAN_TEXT_DIM = 32  # width of the tiny UMT5 encoder (4096 in Wan 2.1)
+
+#: Wan 2.1's released scheduler configuration (UniPC on shifted flow sigmas)
+WAN_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    prediction_type="flow_prediction",
+    use_flow_sigmas=True,
+    flow_shift=3.0,
+    solver_order=2,
+)
+
+
+def tiny_wan_transformer(*, seed: int = 0, num_layers: int = 2):
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=16,
+        out_channels=16,
+        text_dim=WAN_TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+
+
+def tiny_wan_vae(*, seed: int = 0):
+    """A tiny ``AutoencoderKLWan``: 16 latent channels, ×8 in space, 4 frames per latent frame after the first."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+
+
+def tiny_umt5(*, seed: int = 0, vocab_size: int = 128):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    config = UMT5Config(
+        vocab_size=vocab_size, d_model=WAN_TEXT_DIM, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        relative_attention_num_buckets=8, relative_attention_max_distance=16, pad_token_id=1, eos_token_id=1,
+    )
+    return UMT5EncoderModel(config).eval()
+
+
+def save_wan(folder: Path, *, seed: int = 30, scheduler: dict | None = None, num_layers: int = 2) -> Path:
+    """A ``WanPipeline`` folder in the layout of ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers`` with tiny random components
+    (the tokenizer is the tiny CLIP one: the pipeline reads any tokenizer)."""
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+
+    pipe = WanPipeline(
+        tokenizer=tiny_tokenizer(),
+        text_encoder=tiny_umt5(seed=seed),
+        vae=tiny_wan_vae(seed=seed + 1),
+        transformer=tiny_wan_transformer(seed=seed + 2, num_layers=num_layers),
+        scheduler=UniPCMultistepScheduler(**(WAN_SCHEDULER if scheduler is None else scheduler)),
+    )
+    pipe.save_pretrained(str(folder))
+    return Path(folder)
