@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from ivmixed.backbones._diffusers import UNetScore
-from ivmixed.guidance import ImageOnVideo
 from ivmixed.registry import get_spec
 from ivmixed.testing import real_models
 from ivmixed.testing.real_models import MODELS, latent_example, parameter_count
@@ -108,27 +106,18 @@ def test_the_pairings_fit():
     assert motion.config.motion_max_seq_length == 32 and motion.config.use_motion_mid_block is False
 
 
-def _score(name: str, module):
-    kind = MODELS[name].kind
-    if kind == "unet2d":
-        return ImageOnVideo(UNetScore(module, repeat_cond=True))
-    if kind == "motion_unet":
-        return UNetScore(module, repeat_cond=True)
-    return UNetScore(module, call_kwargs={"fps": 24} if name == "videocrafter2_unet" else None)
-
-
 @pytest.mark.parametrize("name", ["sd15_unet", "animatediff_motion_unet", "modelscope_unet", "videocrafter2_unet"])
 def test_one_guided_evaluation_through_the_score_adapters_keeps_the_latent_shape(name):
     inputs = latent_example(name, frames=2, size=16)
-    eps = _score(name, build(name))(inputs["x"], 500, inputs["cond"])
+    eps = real_models.evaluate(name, build(name), inputs)
     assert eps.shape == inputs["x"].shape == (2, 4, 2, 16, 16)
 
 
 def test_text_encoders_and_vae_shapes():
     for name, width in (("clip_l_text", 768), ("openclip_h_text", 1024)):
-        out = build(name)(latent_example(name)["tokens"])[0]
+        out = real_models.evaluate(name, build(name), latent_example(name))
         assert out.shape == (2, 77, width)
-    decoded = build("sd_vae").decode(latent_example("sd_vae", frames=2, size=16)["latents"]).sample
+    decoded = real_models.evaluate("sd_vae", build("sd_vae"), latent_example("sd_vae", frames=2, size=16))
     assert decoded.shape == (4, 3, 128, 128)
 
 

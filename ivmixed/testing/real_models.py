@@ -295,3 +295,30 @@ def latent_example(name: str, *, frames: int = 2, size: int = 16, device="meta",
         "x": torch.zeros(2, 4, frames, size, size, device=device, dtype=dtype),
         "cond": torch.zeros(2, 77, int(config["cross_attention_dim"]), device=device, dtype=dtype),
     }
+
+
+def evaluate(name: str, module: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One evaluation of ``name`` on :func:`latent_example` inputs, through ivmixed's own score adapters.
+
+    Denoisers run as the backbones run them: an SD1.5 UNet frame by frame behind
+    :class:`~ivmixed.guidance.ImageOnVideo` (embeddings repeated per frame), the AnimateDiff motion UNet with
+    embeddings repeated per frame, the 3-D UNets on the clip (VideoCrafter2 with ``fps=24``), each wrapped
+    in :class:`~ivmixed.backbones._diffusers.UNetScore` at timestep 500. Text encoders encode the prompt
+    pair; the VAE decodes the frames.
+    """
+    from ..backbones._diffusers import UNetScore
+    from ..guidance import ImageOnVideo
+
+    kind = MODELS[name].kind
+    with torch.no_grad():
+        if kind == "text":
+            return module(inputs["tokens"])[0]
+        if kind == "vae":
+            return module.decode(inputs["latents"]).sample
+    if kind == "unet2d":
+        score = ImageOnVideo(UNetScore(module, repeat_cond=True))
+    elif kind == "motion_unet":
+        score = UNetScore(module, repeat_cond=True)
+    else:
+        score = UNetScore(module, call_kwargs={"fps": 24} if MODELS[name].config.get("fps_cond") else None)
+    return score(inputs["x"], 500, inputs["cond"])
