@@ -127,3 +127,23 @@ def test_backbone_model_lists_name_recorded_models():
         assert set(names) <= set(MODELS)
         used = {option.partition(":")[0] for name in names for option in MODELS[name].used_by}
         assert backbone in used
+
+
+def test_gpu_benchmark_tiny_json_has_every_field(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", path)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    assert gpu.main(["--tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["device"] == "cpu" and report["dtype"] == "fp32" and report["weights"] == "tiny random"
+    assert [run["backbone"] for run in report["runs"]] == ["animatediff", "modelscope", "videocrafter2"]
+    for run in report["runs"]:
+        for kind in ("origin", "iv_iv", "stock_origin"):
+            assert run[kind]["wall_s"] > 0 and run[kind]["peak_memory_bytes"] is None  # no CUDA memory on the CPU
+        assert run["origin_over_stock"] == pytest.approx(run["origin"]["wall_s"] / run["stock_origin"]["wall_s"])
+        assert run["iv_iv_over_origin"] == pytest.approx(run["iv_iv"]["wall_s"] / run["origin"]["wall_s"])
+        assert (run["frames"], run["height"], run["width"], run["steps"]) == gpu.TINY[run["backbone"]]
+    assert gpu.PAPER == {"animatediff": (16, 512, 512, 50), "modelscope": (16, 256, 256, 50), "videocrafter2": (16, 320, 512, 50)}
