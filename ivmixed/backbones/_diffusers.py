@@ -4,12 +4,15 @@ Every backbone built on diffusers components (``animatediff``, ``modelscope``, t
 plugin) goes through the same five steps, each written once here:
 
 1. **Where the weights are** — :func:`resolve_models` turns each model option (a local folder in
-   diffusers layout, a single ``.safetensors`` file, or a hub id) into a local path, looking in the
-   Hugging Face cache without touching the network. Every model that cannot be found is collected and
-   reported in one :class:`MissingWeights` error, before anything is loaded.
+   diffusers layout, a single ``.safetensors`` file, or a hub id at a revision) into a local path, looking
+   in the Hugging Face cache without touching the network; a model that is not cached is looked for on
+   the hub only after one quick connection check (:func:`hub_unreachable`). Every model that cannot be
+   found is collected and reported in one :class:`MissingWeights` error, before anything is loaded.
 2. **Device and dtype** — :func:`resolve_device`, :func:`resolve_dtype`: CUDA when present, fp16 on CUDA
    and fp32 on the CPU; fp16 on the CPU is refused (see :func:`resolve_dtype`).
-3. **Loading** — ``use_safetensors=True`` unless the user allowed pickled weights (:func:`load_kwargs`).
+3. **Loading** — :func:`plan_weights` chooses each model's files from those it publishes (fp16 where it has
+   them and the run is fp16; a pickle-only model refused with :class:`UnsafeWeights`), then
+   ``use_safetensors=True`` unless the user allowed pickled weights (:func:`load_kwargs`).
 4. **Score adapters** — :class:`UNetScore` wraps a diffusers UNet as ``eps(x, t, cond)`` (v- and
    x0-prediction converted to ε once, here); :class:`NearestResized` runs an image model at another
    latent size; image models see video latents through :class:`ivmixed.guidance.ImageOnVideo`.

@@ -1,0 +1,149 @@
+"""The real architectures of the default models, built on the ``meta`` device: sizes, shapes and pairings, no memory.
+
+The recorded configurations (:mod:`ivmixed.testing.real_models`) are checked against the published weight
+sizes (``tests/data/hub_layouts.json``: 4 bytes a value in fp32 files, 2 in fp16 ones), against each other
+(the widths that the backbones pair), and by one guided evaluation through ivmixed's own score adapters.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+from ivmixed.registry import get_spec
+from ivmixed.testing import real_models
+from ivmixed.testing.real_models import MODELS, latent_example, parameter_count
+
+@functools.cache
+def build(name: str):
+    """Each network built once on ``meta`` for the whole module (building is the slow part)."""
+    return real_models.build(name)
+
+
+LAYOUTS = json.loads((Path(__file__).parent / "data" / "hub_layouts.json").read_text())
+
+#: published sizes have three significant figures (≤ 0.1 % rounding); file headers and pickle framing add
+#: well under 0.1 % more; 0.5 % still tells apart any change of a width or a depth (one SD1.5 UNet block
+#: layer is > 1 % of the UNet)
+SIZE_TOLERANCE = 0.005
+
+
+def _published_sizes(repo_id: str, weights: str) -> list[tuple[str, int, int]]:
+    """``(file, bytes, bytes per value)`` of the published weight files of one network (plain and fp16 variants)."""
+    stem, dot, suffix = weights.rpartition(".")
+    out = []
+    for revision in LAYOUTS["repositories"][repo_id]["revisions"].values():
+        for entry in revision["files"]:
+            if "size_bytes_approx" not in entry:
+                continue
+            if entry["path"] == weights:
+                out.append((entry["path"], entry["size_bytes_approx"], 4))
+            elif entry["path"] == f"{stem}.fp16.{suffix}":
+                out.append((entry["path"], entry["size_bytes_approx"], 2))
+    return out
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_builds_on_meta_without_memory(name):
+    module = build(name)
+    tensors = list(module.parameters()) + list(module.buffers())
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+
+
+@pytest.mark.parametrize("name", [n for n, m in MODELS.items() if m.repositories])
+def test_parameter_count_matches_the_published_weight_sizes(name):
+    count = parameter_count(build(name))
+    checked = []
+    for repo_id, weights in MODELS[name].repositories.items():
+        for path, size, per_value in dict.fromkeys(_published_sizes(repo_id, weights)):
+            expected = count * per_value
+            assert abs(expected - size) <= SIZE_TOLERANCE * size, f"{repo_id}/{path}: {size} bytes published, {expected} from the config"
+            checked.append(path)
+    if name in {"modelscope_unet", "videocrafter2_unet", "sd15_unet", "sd_vae", "clip_l_text", "openclip_h_text"}:
+        assert checked, f"no published size checked for {name}"
+
+
+def test_known_parameter_counts():
+    # the figures the benchmarks report, pinned so that a change of the recorded configs is seen
+    assert parameter_count(build("sd15_unet")) == 859_520_964
+    assert parameter_count(build("modelscope_unet")) == 1_411_233_860
+    # VideoCrafter2 = ModelScope's UNet + the fps MLP Linear(320, 1280) -> Linear(1280, 1280)
+    assert parameter_count(build("videocrafter2_unet")) - parameter_count(build("modelscope_unet")) == 320 * 1280 + 1280 + 1280 * 1280 + 1280
+
+
+def test_recorded_configs_agree_with_the_recorded_repository_values():
+    repos = LAYOUTS["repositories"]
+    adapter = repos["guoyww/animatediff-motion-adapter-v1-5-3"]["config"]
+    assert {k: MODELS["motion_adapter_v1_5_3"].config[k] for k in adapter} == adapter
+    vc2 = repos["adamdad/videocrafterv2_diffusers"]["config"]
+    assert MODELS["videocrafter2_unet"].config["fps_cond"] is vc2["fps_cond"] is True
+    assert MODELS["videocrafter2_unet"].config["cross_attention_dim"] == vc2["cross_attention_dim"]
+    for name, model in MODELS.items():
+        for option in model.used_by:
+            backbone, _, role = option.partition(":")
+            model_id = get_spec(backbone).default_models[role]
+            assert f"{backbone}:{role}" in repos[model_id]["default_of"], (name, option)
+
+
+def test_the_pairings_fit():
+    cfg = {name: model.config for name, model in MODELS.items()}
+    # text widths: SD1.5 UNets read CLIP-L embeddings; ModelScope and VideoCrafter2 read OpenCLIP-H ones
+    assert cfg["sd15_unet"]["cross_attention_dim"] == cfg["clip_l_text"]["hidden_size"] == 768
+    assert cfg["modelscope_unet"]["cross_attention_dim"] == cfg["openclip_h_text"]["hidden_size"] == 1024
+    assert cfg["videocrafter2_unet"]["cross_attention_dim"] == 1024
+    # one latent space: 4 channels, VAE factor 8
+    for unet in ("sd15_unet", "modelscope_unet", "videocrafter2_unet"):
+        assert cfg[unet]["in_channels"] == cfg[unet]["out_channels"] == cfg["sd_vae"]["latent_channels"] == 4
+    assert 2 ** (len(cfg["sd_vae"]["block_out_channels"]) - 1) == 8
+    # native sizes: SD1.5 at 512² (64² latents), ModelScope at 256² (32² latents)
+    assert cfg["sd15_unet"]["sample_size"] * 8 == 512 and cfg["modelscope_unet"]["sample_size"] * 8 == 256
+    # the motion adapter fits the SD1.5 UNet's blocks, and its positional slots bound AnimateDiff's frames
+    assert cfg["motion_adapter_v1_5_3"]["block_out_channels"] == cfg["sd15_unet"]["block_out_channels"]
+    motion = build("animatediff_motion_unet")
+    assert motion.config.motion_max_seq_length == 32 and motion.config.use_motion_mid_block is False
+
+
+@pytest.mark.parametrize("name", ["sd15_unet", "animatediff_motion_unet", "modelscope_unet", "videocrafter2_unet"])
+def test_one_guided_evaluation_through_the_score_adapters_keeps_the_latent_shape(name):
+    inputs = latent_example(name, frames=2, size=16)
+    eps = real_models.evaluate(name, build(name), inputs)
+    assert eps.shape == inputs["x"].shape == (2, 4, 2, 16, 16)
+
+
+def test_text_encoders_and_vae_shapes():
+    for name, width in (("clip_l_text", 768), ("openclip_h_text", 1024)):
+        out = real_models.evaluate(name, build(name), latent_example(name))
+        assert out.shape == (2, 77, width)
+    decoded = real_models.evaluate("sd_vae", build("sd_vae"), latent_example("sd_vae", frames=2, size=16))
+    assert decoded.shape == (4, 3, 128, 128)
+
+
+def test_backbone_model_lists_name_recorded_models():
+    assert set(real_models.BACKBONE_MODELS) == {"animatediff", "modelscope", "videocrafter2"}
+    for backbone, names in real_models.BACKBONE_MODELS.items():
+        assert set(names) <= set(MODELS)
+        used = {option.partition(":")[0] for name in names for option in MODELS[name].used_by}
+        assert backbone in used
+
+
+def test_gpu_benchmark_tiny_json_has_every_field(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", path)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    assert gpu.main(["--tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["device"] == "cpu" and report["dtype"] == "fp32" and report["weights"] == "tiny random"
+    assert [run["backbone"] for run in report["runs"]] == ["animatediff", "modelscope", "videocrafter2"]
+    for run in report["runs"]:
+        for kind in ("origin", "iv_iv", "stock_origin"):
+            assert run[kind]["wall_s"] > 0 and run[kind]["peak_memory_bytes"] is None  # no CUDA memory on the CPU
+        assert run["origin_over_stock"] == pytest.approx(run["origin"]["wall_s"] / run["stock_origin"]["wall_s"])
+        assert run["iv_iv_over_origin"] == pytest.approx(run["iv_iv"]["wall_s"] / run["origin"]["wall_s"])
+        assert (run["frames"], run["height"], run["width"], run["steps"]) == gpu.TINY[run["backbone"]]
+    assert gpu.PAPER == {"animatediff": (16, 512, 512, 50), "modelscope": (16, 256, 256, 50), "videocrafter2": (16, 320, 512, 50)}
