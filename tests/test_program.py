@@ -15,6 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivmixed.program import (
+    MAX_CLAUSES,
+    MAX_INDEX,
+    MAX_LETTERS,
+    MAX_NUMBER_CHARS,
+    MAX_PROGRAM_CHARS,
     ORIGIN,
     AllSteps,
     Clause,
@@ -33,7 +38,7 @@ from ivmixed.program import (
 )
 
 FAST = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-DF, NF = "denoise-first", "noise-first"
+DF, NF, AD = "denoise-first", "noise-first", "animatediff-swap"
 VC2 = "IV-IV+VV-VV@i%3=2"  # the released VideoCrafter2 recipe
 
 
@@ -176,16 +181,16 @@ def forms(draw) -> Form:
     return Form(noise, denoise)
 
 
-windows = st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)).map(lambda p: Window(p[0], p[0] + p[1]))
+windows = st.tuples(st.integers(0, MAX_INDEX), st.integers(0, MAX_INDEX)).map(lambda p: Window(min(p), max(p)))
 percents = st.floats(min_value=0.0, max_value=100.0, exclude_min=True).map(Percent)
-periods = st.integers(1, 10**6).flatmap(lambda k: st.integers(0, k - 1).map(lambda j: Every(k, j)))
+periods = st.integers(1, MAX_INDEX).flatmap(lambda k: st.integers(0, k - 1).map(lambda j: Every(k, j)))
 selectors = st.one_of(st.just(AllSteps()), windows, percents, periods)
 
 
 @st.composite
 def clauses(draw) -> Clause:
     form = draw(forms())
-    order = DF if form.is_origin else draw(st.sampled_from([DF, NF]))
+    order = DF if form.is_origin else draw(st.sampled_from([DF, NF] + ([AD] if form.length == 2 else [])))
     return Clause(form, order, draw(selectors))
 
 
@@ -237,13 +242,26 @@ def check_parse_outcome(text: str) -> None:
         lines = str(error).split("\n")
         assert len(lines) == 3, lines
         assert lines[0].startswith("invalid program: ") and "expected" in lines[0]
-        assert lines[1] == "    " + "".join(" " if c.isspace() else (c if c.isprintable() else "?") for c in text)
-        assert lines[2] == "    " + " " * error.column + "^"
+        assert len(lines[0]) < 400  # long tokens are quoted shortened
+        shown = "".join(" " if c.isspace() else (c if c.isprintable() else "?") for c in text)
         assert 0 <= error.column <= len(text)
+        assert error.text == text
+        if len(text) <= 120:
+            assert lines[1] == "    " + shown
+            assert lines[2] == "    " + " " * error.column + "^"
+        else:  # an excerpt of 120 characters around the column, cut ends marked
+            body, caret = lines[1][4:], lines[2].index("^") - 4
+            assert lines[2] == "    " + " " * caret + "^"
+            head = "…" if body.startswith("…") else ""
+            excerpt = body[len(head) :].removesuffix("…")
+            start = error.column - (caret - len(head))  # where the excerpt starts in the text
+            assert len(excerpt) == 120 and shown[start : start + 120] == excerpt
+            assert bool(head) == (start > 0) and body.endswith("…") == (start + 120 < len(text))
         assert isinstance(error, ValueError)
     else:
         assert isinstance(program, Program)
         assert parse(str(program)) == program
+        assert len(text) <= MAX_PROGRAM_CHARS and len(program.clauses) <= MAX_CLAUSES
 
 
 @settings(max_examples=2000, deadline=None, database=None)
@@ -304,7 +322,7 @@ ERRORS = {
         "        ^"
     ),
     "IV-IV:xy": (
-        "invalid program: unknown phase order 'xy'; expected df (denoise-first) or nf (noise-first)\n"
+        "invalid program: unknown phase order 'xy'; expected df (denoise-first), nf (noise-first) or ad (animatediff-swap)\n"
         "    IV-IV:xy\n"
         "          ^"
     ),
@@ -451,7 +469,7 @@ def test_validate_accepts_what_fits():
         parse("IV-IV@49..50").validate(50)
     parse(VC2).validate(2)  # i%3=2 selects nothing with 2 steps: allowed, documented
     parse("VV-VV@i%100=99").validate(50)
-    with pytest.raises(ValueError, match="num_steps must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"num_steps must be an int in 1\.\.1000000, got 0"):
         parse("IV-IV").validate(0)
 
 
@@ -740,6 +758,7 @@ def test_explain_vv_vv_at_66_7_percent():
             {"step": 1, "t": 979, "form": "VV-VV", "order": DF, "substeps": vv_plan(979)},
             {"step": 2, "t": 958, "form": "origin", "order": None, "substeps": []},
         ],
+        "notes": [],
     }
     json.dumps(info)
 
