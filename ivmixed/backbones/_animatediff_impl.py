@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from ..guidance import ImageOnVideo
-from ..schedules import GuidanceTable
+from ..schedules import released_guidance
 from ..steps import NoiseSchedule
 from ._diffusers import (
     DDIM_OVERRIDES,
@@ -47,12 +47,13 @@ __all__ = ["AnimateDiffBackbone", "DEFAULTS"]
 logger = logging.getLogger(__name__)
 
 REFERENCE = Preset(
-    program="IV-IV",
+    program="IV-IV:ad",
     guidance=7.5,
-    zigzag=GuidanceTable(),
-    description="what the released IV-mixed code computes (denoise-first IV-IV on every step, Δ = T // N, zigzag "
-    "guidance +4 / −4, ω 7.5), in the level-consistent order of its ModelScope and VideoCrafter2 pipelines: the "
-    "released AnimateDiff pipeline's op-1/op-2 timestep swap is a bug and is not reproduced",
+    zigzag=released_guidance(),
+    description="what the released AnimateDiff IV-mixed pipeline computes: IV-IV on every step with its first two "
+    "sub-steps swapped (I at t−Δ → t−2Δ, then V at t → t−Δ; then I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag "
+    "guidance ±4.000000953674316 (its float32 Karras ramp), ω 7.5. The default IV-IV runs the level-consistent "
+    "order t → t−Δ → t−2Δ instead",
 )
 
 DEFAULTS = Defaults(height=512, width=512, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
