@@ -297,3 +297,21 @@ def test_cli_writes_video_and_manifest(tiny_animatediff, tmp_path, suffix, capsy
         frames = np.load(out)
         assert frames.shape == (2, 32, 32, 3) and frames.dtype == np.float32
         assert 0.0 <= frames.min() and frames.max() <= 1.0
+
+
+def test_reference_preset_decodes_as_the_released_pipeline(backbone):
+    """The VAE in float32 and the decoded video rounded to fp16 before post-processing (notes §1.1)."""
+    from diffusers.video_processor import VideoProcessor
+
+    from ivmixed.steps import fold_frames, unfold_frames
+
+    video = backbone.generate("a horse", preset="reference", seed=0, **SMALL)
+    latents = video.latents
+    with torch.no_grad():
+        decoded = backbone.vae.decode(fold_frames(1 / backbone.vae.config.scaling_factor * latents.float())).sample  # fp32 here
+    released = VideoProcessor(do_resize=False).postprocess_video(unfold_frames(decoded, 3).half(), output_type="np")
+    assert released.dtype == np.float16 or released.dtype == np.float32
+    assert np.array_equal(video.frames, released.astype(np.float32))
+    plain = backbone.decode(latents).numpy()  # the default decode: no fp16 rounding
+    assert 0 < np.abs(video.frames - plain).max() <= 2**-10
+    assert backbone.vae.dtype == backbone.dtype
