@@ -9,14 +9,20 @@ Grammar (``WS?`` may stand between any two tokens; printing never emits it)::
     program   = clause ("+" clause)* END        # later clauses override earlier ones on the steps they select
     clause    = form (":" order)? ("@" selector)?
     form      = "origin" | NOISE "-" DENOISE    # NOISE = [RIV]+, DENOISE = [IV]+, same length
-    order     = "df" | "nf" | "denoise-first" | "noise-first"
+    order     = "df" | "nf" | "ad" | "denoise-first" | "noise-first" | "animatediff-swap"
     selector  = INT ".." INT                    # inclusive step-index window
               | NUMBER "%"                      # z% of the steps, evenly spread
               | "i" "%" INT ("=" | "==") INT    # periodic: steps with i % K == J
               | "all"
 
-Form letters are upper case (R, I, V); keywords (``origin``, ``df``, ``nf``, ``i``, ``all``) are lower
+Form letters are upper case (R, I, V); keywords (``origin``, ``df``, ``nf``, ``ad``, ``i``, ``all``) are lower
 case. See the README's "Sampling programs" section for the examples table and the exact meaning of every selector.
+
+Limits, so that parsing, :meth:`Program.cost` and :func:`explain` stay fast on any input: a program has at
+most :data:`MAX_PROGRAM_CHARS` characters and :data:`MAX_CLAUSES` clauses, a phase at most
+:data:`MAX_LETTERS` letters, a step index, period or remainder is at most :data:`MAX_INDEX`, and a number
+is at most :data:`MAX_NUMBER_CHARS` characters long (enough for the shortest decimal of every percentage
+a float can hold). Beyond them the text is an :class:`InvalidProgram` pointing at the place.
 """
 
 from __future__ import annotations
@@ -32,11 +38,17 @@ from typing import Any, NoReturn
 
 __all__ = [
     "AllSteps",
+    "ANIMATEDIFF_SWAP",
     "Clause",
     "Cost",
     "Every",
     "Form",
     "InvalidProgram",
+    "MAX_CLAUSES",
+    "MAX_INDEX",
+    "MAX_LETTERS",
+    "MAX_NUMBER_CHARS",
+    "MAX_PROGRAM_CHARS",
     "ORIGIN",
     "Percent",
     "Program",
@@ -51,8 +63,29 @@ __all__ = [
 
 DENOISE_FIRST = "denoise-first"
 NOISE_FIRST = "noise-first"
-_ORDERS = (DENOISE_FIRST, NOISE_FIRST)
-_ORDER_WORDS = {"df": DENOISE_FIRST, "nf": NOISE_FIRST, DENOISE_FIRST: DENOISE_FIRST, NOISE_FIRST: NOISE_FIRST}
+#: the released AnimateDiff pipeline's order: denoise-first with the levels of the two denoise sub-steps swapped
+ANIMATEDIFF_SWAP = "animatediff-swap"
+_ORDERS = (DENOISE_FIRST, NOISE_FIRST, ANIMATEDIFF_SWAP)
+_ORDER_WORDS = {
+    "df": DENOISE_FIRST,
+    "nf": NOISE_FIRST,
+    "ad": ANIMATEDIFF_SWAP,
+    DENOISE_FIRST: DENOISE_FIRST,
+    NOISE_FIRST: NOISE_FIRST,
+    ANIMATEDIFF_SWAP: ANIMATEDIFF_SWAP,
+}
+_ORDER_SHORT = {DENOISE_FIRST: "df", NOISE_FIRST: "nf", ANIMATEDIFF_SWAP: "ad"}
+
+#: the most characters a program may have
+MAX_PROGRAM_CHARS = 20_000
+#: the most clauses a program may have
+MAX_CLAUSES = 1_000
+#: the most letters in one phase of a form (``IV-IV`` has 2)
+MAX_LETTERS = 64
+#: the largest step index, period or remainder (no run has this many steps)
+MAX_INDEX = 1_000_000
+#: the longest number: the shortest decimal of the smallest positive float percentage has 326 characters
+MAX_NUMBER_CHARS = 400
 _NOISE_LETTERS = "RIV"
 _DENOISE_LETTERS = "IV"
 _MODEL_OF_LETTER = {"R": None, "I": "idm", "V": "vdm"}
@@ -62,7 +95,8 @@ class InvalidProgram(ValueError):
     """Program text (or a program value) that does not make a valid sampling program.
 
     ``str(error)`` is three lines: what was wrong and what was expected, the program text indented by
-    four spaces, and a caret under the offending column::
+    four spaces (a text over 120 characters as the 120 around the column, cut ends marked ``…``), and a
+    caret under the offending column::
 
         invalid program: unknown letter 'X' in the add-noise phase; expected R, I or V
             IX-IV
@@ -81,11 +115,27 @@ class InvalidProgram(ValueError):
         return (type(self), (self.reason, self.text, self.column))
 
 
+#: program text longer than this is shown as an excerpt of this many characters around the error
+_SHOWN_CHARS = 120
+
+
 def _render_error(reason: str, text: str, column: int) -> str:
     # One display cell per character so the caret lines up: whitespace shows as a space, other
-    # unprintable characters as '?'.
-    shown = "".join(" " if c.isspace() else (c if c.isprintable() else "?") for c in text)
-    return f"invalid program: {reason}\n    {shown}\n    {' ' * column}^"
+    # unprintable characters as '?'. A long text is cut to the part around the column, marked with '…'.
+    start, end, head, tail = 0, len(text), "", ""
+    if len(text) > _SHOWN_CHARS:
+        start = max(0, min(column - _SHOWN_CHARS // 2, len(text) - _SHOWN_CHARS))
+        end = start + _SHOWN_CHARS
+        head, tail = ("…" if start > 0 else ""), ("…" if end < len(text) else "")
+    shown = "".join(" " if c.isspace() else (c if c.isprintable() else "?") for c in text[start:end])
+    return f"invalid program: {reason}\n    {head}{shown}{tail}\n    {' ' * (len(head) + column - start)}^"
+
+
+def _short(text: str, keep: int = 12) -> str:
+    """``text`` for quoting in a message: a long token is cut and its length said."""
+    if len(text) <= 2 * keep:
+        return text
+    return f"{text[:keep]}… ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,6 +166,8 @@ class Form:
             raise ValueError(
                 f"both phases need the same number of letters, got {self.noise!r} and {self.denoise!r}"
             )
+        if len(self.noise) > MAX_LETTERS:
+            raise ValueError(f"a phase has at most {MAX_LETTERS} letters, got {len(self.noise)}")
 
     @property
     def is_origin(self) -> bool:
@@ -178,6 +230,9 @@ class AllSteps(Selector):
     def selects(self, step: int, num_steps: int) -> bool:
         return 0 <= step < num_steps
 
+    def indices(self, num_steps: int) -> tuple[int, ...]:
+        return tuple(range(num_steps))
+
     def __str__(self) -> str:
         return "all"
 
@@ -196,9 +251,14 @@ class Window(Selector):
             raise ValueError(f"a window starts at step 0 or later, got {self.begin}")
         if self.end < self.begin:
             raise ValueError(f"empty window {self.begin}..{self.end}: it ends before it begins")
+        if self.end > MAX_INDEX:
+            raise ValueError(f"a window ends at step {MAX_INDEX} or earlier, got {self.end}")
 
     def selects(self, step: int, num_steps: int) -> bool:
         return 0 <= step < num_steps and self.begin <= step <= self.end
+
+    def indices(self, num_steps: int) -> tuple[int, ...]:
+        return tuple(range(self.begin, min(self.end + 1, num_steps)))
 
     def __str__(self) -> str:
         return f"{self.begin}..{self.end}"
@@ -234,6 +294,10 @@ class Percent(Selector):
         m = self.count(num_steps)
         return (step + 1) * m // num_steps > step * m // num_steps
 
+    def indices(self, num_steps: int) -> tuple[int, ...]:
+        m = self.count(num_steps)  # once, not once per step
+        return tuple(i for i in range(num_steps) if (i + 1) * m // num_steps > i * m // num_steps)
+
     def __str__(self) -> str:
         return f"{_format_number(self.value)}%"
 
@@ -252,9 +316,14 @@ class Every(Selector):
             raise ValueError(f"a period is at least 1, got {self.k}")
         if not 0 <= self.j < self.k:
             raise ValueError(f"the remainder of period {self.k} is in 0..{self.k - 1}, got {self.j}")
+        if self.k > MAX_INDEX:
+            raise ValueError(f"a period is at most {MAX_INDEX}, got {self.k}")
 
     def selects(self, step: int, num_steps: int) -> bool:
         return 0 <= step < num_steps and step % self.k == self.j
+
+    def indices(self, num_steps: int) -> tuple[int, ...]:
+        return tuple(range(self.j, num_steps, self.k))
 
     def __str__(self) -> str:
         return f"i%{self.k}={self.j}"
@@ -272,16 +341,18 @@ class Clause:
         if not isinstance(self.form, Form):
             raise TypeError(f"Clause.form must be a Form, got {self.form!r}")
         if self.order not in _ORDERS:
-            raise ValueError(f"Clause.order must be 'denoise-first' or 'noise-first', got {self.order!r}")
+            raise ValueError(
+                f"Clause.order must be 'denoise-first', 'noise-first' or 'animatediff-swap', got {self.order!r}"
+            )
         if self.form.is_origin and self.order != DENOISE_FIRST:
             raise ValueError("origin has no zigzag, so it takes no phase order")
+        if self.order == ANIMATEDIFF_SWAP and self.form.length != 2:
+            raise ValueError(f"the animatediff-swap order needs two letters per phase (such as IV-IV), got {self.form}")
         if not isinstance(self.selector, Selector):
             raise TypeError(f"Clause.selector must be a Selector, got {self.selector!r}")
 
     def __str__(self) -> str:
-        text = str(self.form)
-        if self.order == NOISE_FIRST:
-            text += ":nf"
+        text = _clause_label(self.form, self.order)
         if not isinstance(self.selector, AllSteps):
             text += f"@{self.selector}"
         return text
@@ -355,7 +426,12 @@ class Program:
         for c in clauses:
             if not isinstance(c, Clause):
                 raise TypeError(f"Program.clauses must hold Clause values, got {c!r}")
+        if len(clauses) > MAX_CLAUSES:
+            raise ValueError(f"a program has at most {MAX_CLAUSES} clauses, got {len(clauses)}")
         object.__setattr__(self, "clauses", clauses)
+        length = sum(len(str(c)) for c in clauses) + len(clauses) - 1
+        if length > MAX_PROGRAM_CHARS:
+            raise ValueError(f"a program has at most {MAX_PROGRAM_CHARS} characters, this one prints as {length}")
 
     def __str__(self) -> str:
         return "+".join(str(c) for c in self.clauses)
@@ -380,23 +456,57 @@ class Program:
         it is a rule over step indices, like the released ``zz``, and must keep working when N changes.
         A percentage always selects at least one step.
         """
-        num_steps = _int_arg("num_steps", num_steps, 1)
+        num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
+        late = [c for c in self.clauses if isinstance(c.selector, Window) and c.selector.end >= num_steps]
+        if not late:
+            return
         column = 0
         for c in self.clauses:
-            sel = c.selector
-            if isinstance(sel, Window) and sel.end >= num_steps:
-                where = column + len(str(c)) - len(str(sel.end))
+            if c is late[0]:
+                sel = c.selector
                 raise InvalidProgram(
                     f"window {sel} reaches step {sel.end} but there are only {num_steps} steps "
                     f"(0..{num_steps - 1})",
                     str(self),
-                    where,
+                    column + len(str(c)) - len(str(sel.end)),
                 )
             column += len(str(c)) + 1
 
+    def _clauses_by_step(self, num_steps: int) -> tuple[Clause | None, ...]:
+        """For every step of an ``num_steps``-step run, the clause it runs (None: origin); validated.
+
+        Worked out once per N (the last clause first, each step taken by the first clause that selects
+        it), so that planning, ``cost`` and ``explain`` do not go over every clause for every step.
+        """
+        cache: dict[int, tuple[Clause | None, ...]] = self.__dict__.setdefault("_by_step", {})
+        found = cache.get(num_steps)
+        if found is not None:
+            return found
+        self.validate(num_steps)
+        owner: list[Clause | None] = [None] * num_steps
+        free = num_steps
+        seen: set[Selector] = set()
+        for c in reversed(self.clauses):
+            if isinstance(c.selector, AllSteps):
+                owner = [c if o is None else o for o in owner]
+                break
+            if c.selector in seen:  # a later clause with the same selector already took its steps
+                continue
+            seen.add(c.selector)
+            for i in c.selector.indices(num_steps):
+                if owner[i] is None:
+                    owner[i] = c
+                    free -= 1
+            if not free:
+                break
+        if len(cache) >= 8:
+            cache.clear()
+        cache[num_steps] = found = tuple(owner)
+        return found
+
     def clause_at(self, step: int, num_steps: int) -> Clause | None:
         """The last clause that selects ``step``, or None when none does (the step runs origin)."""
-        num_steps = _int_arg("num_steps", num_steps, 1)
+        num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
         step = _int_arg("step", step, 0, num_steps - 1)
         for c in reversed(self.clauses):
             if c.selector.selects(step, num_steps):
@@ -419,23 +529,30 @@ class Program:
           then add-noise letter j goes L_{k−j} → L_{k−j−1}, ending at L_0 = t.
         - noise-first: levels U_j = min(T−1, t + jΔ). Add-noise letter j goes U_j → U_{j+1}; then
           denoise letter j goes U_{k−j} → U_{k−j−1}, ending at U_0 = t.
+        - animatediff-swap (k = 2 only): denoise-first with the levels of the two denoise sub-steps
+          swapped, as the released AnimateDiff pipeline runs them: denoise letter 0 goes L_1 → L_2, then
+          denoise letter 1 goes L_0 → L_1; the add-noise letters are those of denoise-first. The chain
+          of levels is broken (the latent at t is treated as if at t − Δ by the first sub-step).
 
         Empty for an origin step. The standard step that follows is not listed.
         """
-        self.validate(num_steps)
-        num_steps = _int_arg("num_steps", num_steps, 1)
+        num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
+        clauses = self._clauses_by_step(num_steps)  # validates
         num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)
         delta = num_train_timesteps // num_steps  # Δ = T // N, the released code's sub-step size
         t = _int_arg("t", t, 0, num_train_timesteps - 1)
-        c = self.clause_at(step, num_steps)
+        c = clauses[_int_arg("step", step, 0, num_steps - 1)]
         if c is None or c.form.is_origin:
             return ()
         form, k = c.form, c.form.length
         moves: list[tuple[str, str, int, int]] = []  # (letter, direction, t_from, t_to)
-        if c.order == DENOISE_FIRST:
+        if c.order in (DENOISE_FIRST, ANIMATEDIFF_SWAP):
             level = [max(0, t - j * delta) for j in range(k + 1)]
             moves += [(form.denoise[j], "go", level[j], level[j + 1]) for j in range(k)]
             moves += [(form.noise[j], "back", level[k - j], level[k - j - 1]) for j in range(k)]
+            if c.order == ANIMATEDIFF_SWAP:  # letters stay in order, their levels trade places
+                (first, _, *levels_0), (second, _, *levels_1) = moves[0], moves[1]
+                moves[0], moves[1] = (first, "go", *levels_1), (second, "go", *levels_0)
         else:
             top = num_train_timesteps - 1
             level = [min(top, t + j * delta) for j in range(k + 1)]
@@ -453,15 +570,19 @@ class Program:
         vdm_clip_evals = Σ_steps (#V letters + 1 standard step) · 2. Sub-steps that clamping makes
         stand still are counted: they still run.
         """
-        self.validate(num_steps)
-        num_steps = _int_arg("num_steps", num_steps, 1)
+        num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
         num_frames = _int_arg("num_frames", num_frames, 1)
+        letters: dict[int, tuple[int, int]] = {}  # per clause (by id): its I and V letters
         i_letters = v_letters = 0
-        for step in range(num_steps):
-            form = self.form_at(step, num_steps)
-            letters = form.noise + form.denoise
-            i_letters += letters.count("I")
-            v_letters += letters.count("V")
+        for c in self._clauses_by_step(num_steps):  # validates
+            if c is None:
+                continue
+            if id(c) not in letters:
+                both = c.form.noise + c.form.denoise
+                letters[id(c)] = (both.count("I"), both.count("V"))
+            i_count, v_count = letters[id(c)]
+            i_letters += i_count
+            v_letters += v_count
         return Cost(i_letters * num_frames * 2, (v_letters + num_steps) * 2)
 
 
@@ -577,13 +698,24 @@ def _parse_cached(text: str) -> Program:
 
 
 def _parse_program(tok: _Tokenizer) -> Program:
-    """program = clause ("+" clause)* END"""
+    """program = clause ("+" clause)* END        (at most MAX_PROGRAM_CHARS characters, MAX_CLAUSES clauses)"""
+    if len(tok.source) > MAX_PROGRAM_CHARS:
+        tok.error(
+            f"the program is {len(tok.source)} characters long; expected at most {MAX_PROGRAM_CHARS} "
+            "(select steps with a window such as 0..24 or a period such as i%3=2 rather than one clause per step)",
+            MAX_PROGRAM_CHARS,
+        )
     if not tok.source.strip():
         tok.error(f"empty program; expected {_FORM_EXPECTED}", 0)
     clauses = [_parse_clause(tok)]
     while tok.consume("PLUS"):
         if tok.check("END"):
             tok.error(f"missing clause after '+'; expected {_FORM_EXPECTED}")
+        if len(clauses) == MAX_CLAUSES:
+            tok.error(
+                f"too many clauses: this is clause {MAX_CLAUSES + 1}; expected at most {MAX_CLAUSES} "
+                "(select steps with a window such as 0..24 or a period such as i%3=2 rather than one clause per step)"
+            )
         clauses.append(_parse_clause(tok))
     tok.expect("END", "expected the end of the program")  # _parse_clause already checked this
     return Program(tuple(clauses))
@@ -600,7 +732,7 @@ def _parse_clause(tok: _Tokenizer) -> Clause:
         if form.is_origin:
             tok.error(f"origin has no zigzag, so it takes no phase order; expected {expected}")
         tok.consume("COLON")
-        order = _parse_order(tok)
+        order = _parse_order(tok, form)
         after, expected = "the phase order", "'@', '+' or the end of the program"
     selector: Selector = AllSteps()
     if tok.consume("AT"):
@@ -627,9 +759,17 @@ def _parse_form(tok: _Tokenizer) -> Form:
     if noise.text.lower() == "origin":
         tok.error(f"'{noise.text}' must be written in lower case; expected origin", noise.position)
     _check_letters(tok, noise, "add-noise", _NOISE_LETTERS)
-    tok.expect("DASH", f"missing '-' after the add-noise letters {noise.text}; expected NOISE-DENOISE such as IV-IV")
+    tok.expect(
+        "DASH", f"missing '-' after the add-noise letters {_short(noise.text)}; expected NOISE-DENOISE such as IV-IV"
+    )
     denoise = tok.expect("WORD", "missing denoise letters after '-'; expected I or V")
     _check_letters(tok, denoise, "denoise", _DENOISE_LETTERS)
+    for word, phase in ((noise, "add-noise"), (denoise, "denoise")):
+        if len(word.text) > MAX_LETTERS:
+            tok.error(
+                f"too many letters in the {phase} phase: {len(word.text)}; expected at most {MAX_LETTERS}",
+                word.position + MAX_LETTERS,
+            )
     if len(noise.text) != len(denoise.text):
         tok.error(
             f"unequal phases: {_count(len(noise.text), 'add-noise letter')} but "
@@ -660,15 +800,22 @@ def _check_letters(tok: _Tokenizer, word: _Token, phase: str, allowed: str) -> N
         tok.error(f"unknown letter '{letter}' in the {phase} phase; expected {expected}", column)
 
 
-def _parse_order(tok: _Tokenizer) -> str:
-    """order = "df" | "nf" | "denoise-first" | "noise-first\""""
-    expected = "expected df (denoise-first) or nf (noise-first)"
+def _parse_order(tok: _Tokenizer, form: Form) -> str:
+    """order = "df" | "nf" | "ad" | "denoise-first" | "noise-first" | "animatediff-swap"    ("ad": two letters per phase)"""
+    expected = "expected df (denoise-first), nf (noise-first) or ad (animatediff-swap)"
     word = tok.consume("ORDER")
     if word is None:
         tok.error(f"missing phase order after ':'; {expected}")
     if word.text not in _ORDER_WORDS:
-        tok.error(f"unknown phase order '{word.text}'; {expected}", word.position)
-    return _ORDER_WORDS[word.text]
+        tok.error(f"unknown phase order '{_short(word.text)}'; {expected}", word.position)
+    order = _ORDER_WORDS[word.text]
+    if order == ANIMATEDIFF_SWAP and form.length != 2:
+        tok.error(
+            f"the order {word.text} swaps the levels of two denoise sub-steps, but {form} has "
+            f"{_count(form.length, 'letter')} per phase; expected a two-letter form such as IV-IV:ad",
+            word.position,
+        )
+    return order
 
 
 def _parse_selector(tok: _Tokenizer) -> Selector:
@@ -679,7 +826,7 @@ def _parse_selector(tok: _Tokenizer) -> Selector:
             return AllSteps()
         if word.text == "i":
             return _parse_period(tok, word)
-        tok.error(f"unknown selector '{word.text}'; expected {_SELECTOR_EXPECTED}", word.position)
+        tok.error(f"unknown selector '{_short(word.text)}'; expected {_SELECTOR_EXPECTED}", word.position)
     number = tok.consume("NUMBER")
     if number is None:
         tok.error(f"missing selector after '@'; expected {_SELECTOR_EXPECTED}")
@@ -687,10 +834,13 @@ def _parse_selector(tok: _Tokenizer) -> Selector:
         return _parse_window(tok, number)
     if tok.check("PERCENT"):
         return _parse_percent(tok, number)
+    text = _short(number.text)
     if "." in number.text:
-        tok.error(f"missing '%' after {number.text}; expected a percentage such as {number.text}%")
-    window = f"{number.text}..{int(number.text) + 8}"
-    tok.error(f"incomplete selector {number.text}; expected '..' (a window such as {window}) or '%' (a percentage)")
+        example = f"{number.text}%" if len(number.text) <= 8 else "66.7%"
+        tok.error(f"missing '%' after {text}; expected a percentage such as {example}")
+    begin = int(number.text) if len(number.text) <= 7 and int(number.text) <= MAX_INDEX - 8 else 0
+    window = f"{begin}..{begin + 8}"
+    tok.error(f"incomplete selector {text}; expected '..' (a window such as {window}) or '%' (a percentage)")
 
 
 def _parse_window(tok: _Tokenizer, begin: _Token) -> Window:
@@ -701,24 +851,33 @@ def _parse_window(tok: _Tokenizer, begin: _Token) -> Window:
     last = _whole(tok, end, "step index")
     if last < first:
         tok.error(
-            f"empty window {begin.text}..{end.text} (it ends before it begins); expected BEGIN..END with BEGIN <= END",
+            f"empty window {_short(begin.text)}..{_short(end.text)} (it ends before it begins); expected BEGIN..END with BEGIN <= END",
             begin.position,
         )
     return Window(first, last)
 
 
 def _parse_percent(tok: _Tokenizer, number: _Token) -> Percent:
-    """percent = NUMBER "%"        (0 < NUMBER <= 100)"""
+    """percent = NUMBER "%"        (0 < NUMBER <= 100, at most MAX_NUMBER_CHARS characters)"""
     tok.consume("PERCENT")
     expected = "expected a value above 0 and at most 100"
+    text = f"{number.text}%" if len(number.text) <= 24 else _short(number.text)
+    whole = number.text.partition(".")[0].lstrip("0")
+    if len(whole) > 3:  # decided without converting a number of any length
+        tok.error(f"percentage {text} is more than 100%; {expected}", number.position)
+    if len(number.text) > MAX_NUMBER_CHARS:
+        tok.error(
+            f"percentage {text} has too many digits; expected at most {MAX_NUMBER_CHARS} characters",
+            number.position,
+        )
     exact = Fraction(number.text)
     if exact == 0:
-        tok.error(f"percentage {number.text}% selects no steps; {expected}", number.position)
+        tok.error(f"percentage {text} selects no steps; {expected}", number.position)
     if exact > 100:
-        tok.error(f"percentage {number.text}% is more than 100%; {expected}", number.position)
+        tok.error(f"percentage {text} is more than 100%; {expected}", number.position)
     value = float(number.text)
     if value == 0.0:
-        tok.error(f"percentage {number.text}% is too small to represent; {expected}", number.position)
+        tok.error(f"percentage {text} is too small to represent; {expected}", number.position)
     return Percent(value)
 
 
@@ -728,19 +887,24 @@ def _parse_period(tok: _Tokenizer, var: _Token) -> Every:
     k_token = tok.expect("NUMBER", "missing period after 'i%'; expected a whole number K in i%K=J, such as i%3=2")
     k = _whole(tok, k_token, "period")
     if k < 1:
-        tok.error(f"period {k_token.text} is too small; expected i%K=J with K >= 1", k_token.position)
-    tok.expect("EQUALS", f"missing '=' after i%{k_token.text}; expected i%K=J, such as i%3=2")
+        tok.error(f"period {_short(k_token.text)} is too small; expected i%K=J with K >= 1", k_token.position)
+    tok.expect("EQUALS", f"missing '=' after i%{k}; expected i%K=J, such as i%3=2")
     j_token = tok.expect("NUMBER", f"missing remainder after '='; expected a whole number in 0..{k - 1}")
     j = _whole(tok, j_token, "remainder")
     if j >= k:
-        tok.error(f"remainder {j_token.text} is out of range for period {k}; expected 0..{k - 1}", j_token.position)
+        tok.error(f"remainder {_short(j_token.text)} is out of range for period {k}; expected 0..{k - 1}", j_token.position)
     return Every(k, j)
 
 
 def _whole(tok: _Tokenizer, number: _Token, what: str) -> int:
+    """A step index, period or remainder: a whole number at most MAX_INDEX (checked before converting it)."""
+    text = _short(number.text)
     if "." in number.text:
-        tok.error(f"{what} {number.text} is not a whole number; expected an integer such as 3", number.position)
-    return int(number.text)
+        tok.error(f"{what} {text} is not a whole number; expected an integer such as 3", number.position)
+    digits = number.text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_INDEX)) or int(digits) > MAX_INDEX:
+        tok.error(f"{what} {text} is out of range; expected at most {MAX_INDEX}", number.position)
+    return int(digits)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -750,7 +914,7 @@ def _whole(tok: _Tokenizer, number: _Token, what: str) -> int:
 
 def linspace_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
     """DDIM's "linspace" grid: ``round(linspace(0, T−1, N))[::-1]`` (numpy's rounding, half to even)."""
-    num_steps = _int_arg("num_steps", num_steps, 1)
+    num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
     top = _train_timesteps(num_train_timesteps, num_steps) - 1
     if num_steps == 1:
         return [0]
@@ -760,7 +924,7 @@ def linspace_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[
 
 
 def _clause_label(form: Form, order: str) -> str:
-    return str(form) + (":nf" if order == NOISE_FIRST else "")
+    return str(form) + ("" if order == DENOISE_FIRST else f":{_ORDER_SHORT[order]}")
 
 
 def explain(
@@ -774,16 +938,17 @@ def explain(
 
     Timesteps are those of the DDIM "linspace" grid; ``show_steps=None`` lists every step.
     """
+    num_steps, num_frames = _int_arg("num_steps", num_steps, 1, MAX_INDEX), _int_arg("num_frames", num_frames, 1)
+    num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)  # before any work that grows with N
     cost = program.cost(num_steps, num_frames)  # validates
-    num_steps, num_frames = _int_arg("num_steps", num_steps, 1), _int_arg("num_frames", num_frames, 1)
-    num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)
     grid = linspace_timesteps(num_steps, num_train_timesteps)
     delta = num_train_timesteps // num_steps
     shown = num_steps if show_steps is None else _int_arg("show_steps", show_steps, 0)
     forms: dict[str, int] = {}
     steps = []
+    clauses = program._clauses_by_step(num_steps)
     for i, t in enumerate(grid):
-        c = program.clause_at(i, num_steps)
+        c = clauses[i]
         form = ORIGIN if c is None else c.form
         order = None if form.is_origin else c.order
         label = _clause_label(form, order or DENOISE_FIRST)
@@ -798,6 +963,9 @@ def explain(
                     "substeps": [s.as_dict() for s in program.substeps(i, t, num_steps, num_train_timesteps)],
                 }
             )
+    notes = []
+    if any(c.order == ANIMATEDIFF_SWAP for c in program.clauses):
+        notes.append(_SWAP_NOTE)
     return {
         "program": str(program),
         "num_steps": num_steps,
@@ -808,7 +976,15 @@ def explain(
         "cost": cost.as_dict(),
         "forms": forms,
         "steps": steps,
+        "notes": notes,
     }
+
+
+_SWAP_NOTE = (
+    "ad (animatediff-swap) runs the released AnimateDiff pipeline's sub-steps: its first denoise sub-step at "
+    "t−Δ → t−2Δ, then the second at t → t−Δ (the first treats a latent at t as if at t−Δ); the default order "
+    "(df) runs them in level order, t → t−Δ → t−2Δ"
+)
 
 
 def format_explain(info: dict[str, Any]) -> str:
@@ -822,10 +998,12 @@ def format_explain(info: dict[str, Any]) -> str:
         f"cost     {cost['idm_image_evals']} IDM image evaluations, {cost['vdm_clip_evals']} VDM clip evaluations"
         " per video (CFG doubling included)",
     ]
+    lines += [f"note     {note}" for note in info.get("notes", ())]
     if info["steps"]:
-        lines += ["", "step     t  form      order          sub  letter  model  direction  levels"]
+        width = max([13] + [len(s["order"] or "") for s in info["steps"]])
+        lines += ["", f"step     t  form      {'order':<{width}}  sub  letter  model  direction  levels"]
         for s in info["steps"]:
-            head = f"{s['step']:>4}  {s['t']:>4}  {s['form']:<8}  {s['order'] or '-':<13}"
+            head = f"{s['step']:>4}  {s['t']:>4}  {s['form']:<8}  {s['order'] or '-':<{width}}"
             for sub_index, sub in enumerate(s["substeps"]):
                 model = sub["model"] or "-"
                 levels = f"{sub['t_from']} -> {sub['t_to']}"

@@ -126,11 +126,84 @@ def test_every_paper_form_gives_finite_frames(backbone, origin_frames, form):
         assert np.abs(video.frames - origin_frames).max() > 1e-3
 
 
-def test_reference_preset_runs_iv_iv_with_the_released_guidance(backbone):
+# -- the reference preset against the released code (reference-code-notes §1.1) -------------------------------
+
+RELEASED_SCALE = 4.000000953674316  # the released float32 Karras ramp with begin = end = 4 (notes §2)
+
+
+class NetworkCalls:
+    """Records, in order, which UNet ran and at which timestep."""
+
+    def __init__(self, backbone):
+        self.calls: list[tuple[str, int]] = []
+        self.handles = [
+            backbone.image_unet.register_forward_pre_hook(self._hook("idm"), with_kwargs=True),
+            backbone.unet.register_forward_pre_hook(self._hook("vdm"), with_kwargs=True),
+        ]
+
+    def _hook(self, which):
+        def record(module, args, kwargs):
+            timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+            self.calls.append((which, int(timestep)))
+
+        return record
+
+    def close(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def released_animatediff_ops(t: int, delta: int = 20) -> list[tuple]:
+    """Ops 1-5 of ``AnimateDiffPipeline.forward_IVIV`` at loop timestep t (zz = 1000: always the image branch).
+
+    (model, eval timestep, from, to, scale): the table of §1.1, with its op-1/op-2 swap.
+    """
+    prev_t, prev_prev_t = max(0, t - delta), max(0, t - 2 * delta)
+    s = RELEASED_SCALE
+    return [
+        ("idm", prev_t, prev_t, prev_prev_t, s),  # op 1a: image UNet at prev_t, CFG+ sI, DDIM(prev_t)
+        ("vdm", t, t, prev_t, s),  # op 2: video UNet at t, CFG+ sV, DDIM(t)
+        ("idm", prev_prev_t, prev_prev_t, prev_t, -s),  # op 3a: image UNet at prev_prev_t, CFG− sI, INV(prev_t)
+        ("vdm", prev_t, prev_t, t, -s),  # op 4: video UNet at prev_t, CFG− sV, INV(t)
+        ("vdm", t, t, None, 7.5),  # op 5: the standard step, video UNet at t, ω = 7.5
+    ]
+
+
+def test_reference_preset_reproduces_the_released_animatediff_sub_steps(backbone):
+    events, calls = [], NetworkCalls(backbone)
+    try:
+        video = backbone.generate("a horse", preset="reference", seed=0, steps=50, frames=2, height=32, width=32, callback=events.append, progress=False, decode=False)
+    finally:
+        calls.close()
+    assert str(video.program) == "IV-IV:ad" and video.settings["guidance"] == 7.5
+    timesteps = sorted({e.t_from for e in events if e.letter == "S"}, reverse=True)
+    assert timesteps[:6] == [999, 979, 958, 938, 917, 897] and timesteps[-3:] == [41, 20, 0]
+    for step in (0, 1, 2, 25, 47, 48, 49):
+        t = timesteps[step]
+        expected = released_animatediff_ops(t)
+        got = [e for e in events if e.step == step]
+        assert [(e.model, e.t_from, e.t_to if e.letter != "S" else None, e.scale) for e in got] == [
+            (m, t_from, t_to, scale) for m, _, t_from, t_to, scale in expected
+        ], f"step {step} (t = {t})"
+        # what the networks actually saw: the evaluation timesteps of the released ops
+        assert calls.calls[5 * step : 5 * step + 5] == [(m, at) for m, at, _, _, _ in expected]
+
+
+def test_plain_iv_iv_keeps_the_level_consistent_order_and_exact_4(backbone):
     events = []
-    backbone.generate("a horse", preset="reference", seed=0, callback=events.append, **SMALL)
-    first = [(e.letter, e.direction, e.scale) for e in events if e.step == 0]
-    assert first == [("I", "go", 4.0), ("V", "go", 4.0), ("I", "back", -4.0), ("V", "back", -4.0), ("S", "go", 7.5)]
+    backbone.generate("a horse", seed=0, callback=events.append, **SMALL)
+    first = [(e.letter, e.direction, e.t_from, e.t_to, e.scale) for e in events if e.step == 0]
+    assert first == [("I", "go", 999, 749, 4.0), ("V", "go", 749, 499, 4.0), ("I", "back", 499, 749, -4.0),
+                     ("V", "back", 749, 999, -4.0), ("S", "go", 999, 666, 7.5)]
+
+
+def test_reference_preset_differs_from_iv_iv_only_by_the_swap_and_the_scale(backbone):
+    kw = dict(seed=0, decode=False, **SMALL)
+    reference = backbone.generate("a horse", preset="reference", **kw).latents
+    same = backbone.generate("a horse", program="IV-IV:ad", zigzag=RELEASED_SCALE, guidance=7.5, **kw).latents
+    plain = backbone.generate("a horse", program="IV-IV", **kw).latents
+    assert torch.equal(reference, same)  # the same computation on the same tensors
+    assert (reference - plain).abs().max() > 1e-3
 
 
 def test_the_image_model_reads_the_video_text_embeddings(backbone):
@@ -224,3 +297,21 @@ def test_cli_writes_video_and_manifest(tiny_animatediff, tmp_path, suffix, capsy
         frames = np.load(out)
         assert frames.shape == (2, 32, 32, 3) and frames.dtype == np.float32
         assert 0.0 <= frames.min() and frames.max() <= 1.0
+
+
+def test_reference_preset_decodes_as_the_released_pipeline(backbone):
+    """The VAE in float32 and the decoded video rounded to fp16 before post-processing (notes §1.1)."""
+    from diffusers.video_processor import VideoProcessor
+
+    from ivmixed.steps import fold_frames, unfold_frames
+
+    video = backbone.generate("a horse", preset="reference", seed=0, **SMALL)
+    latents = video.latents
+    with torch.no_grad():
+        decoded = backbone.vae.decode(fold_frames(1 / backbone.vae.config.scaling_factor * latents.float())).sample  # fp32 here
+    released = VideoProcessor(do_resize=False).postprocess_video(unfold_frames(decoded, 3).half(), output_type="np")
+    assert released.dtype == np.float16 or released.dtype == np.float32
+    assert np.array_equal(video.frames, released.astype(np.float32))
+    plain = backbone.decode(latents).numpy()  # the default decode: no fp16 rounding
+    assert 0 < np.abs(video.frames - plain).max() <= 2**-10
+    assert backbone.vae.dtype == backbone.dtype

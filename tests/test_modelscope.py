@@ -101,14 +101,18 @@ class NetworkCalls:
             handle.remove()
 
 
+RELEASED_SCALE = 4.000000953674316  # the released float32 Karras ramp with begin = end = 4 (notes §2)
+
+
 def released_modelscope_ops(t: int, delta: int = 20) -> list[tuple]:
     """Ops 1-5 of ``ModelScopeT2V.forward_IVIV`` at loop timestep t: (model, eval timestep, from, to, scale)."""
     prev_t, prev_prev_t = max(0, t - delta), max(0, t - 2 * delta)
+    s = RELEASED_SCALE
     return [
-        ("idm", t, t, prev_t, 4.0),  # op 1: image UNet at t, CFG+ sI, DDIM(t)
-        ("vdm", prev_t, prev_t, prev_prev_t, 4.0),  # op 2: video UNet at prev_t, CFG+ sV, DDIM(prev_t)
-        ("idm", prev_prev_t, prev_prev_t, prev_t, -4.0),  # op 3: image UNet at prev_prev_t, CFG− sI, INV(prev_t)
-        ("vdm", prev_t, prev_t, t, -4.0),  # op 4: video UNet at prev_t, CFG− sV, INV(t)
+        ("idm", t, t, prev_t, s),  # op 1: image UNet at t, CFG+ sI, DDIM(t)
+        ("vdm", prev_t, prev_t, prev_prev_t, s),  # op 2: video UNet at prev_t, CFG+ sV, DDIM(prev_t)
+        ("idm", prev_prev_t, prev_prev_t, prev_t, -s),  # op 3: image UNet at prev_prev_t, CFG− sI, INV(prev_t)
+        ("vdm", prev_t, prev_t, t, -s),  # op 4: video UNet at prev_t, CFG− sV, INV(t)
         ("vdm", t, t, None, 7.5),  # op 5: the standard step, video UNet at t, ω = 7.5
     ]
 

@@ -15,6 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivmixed.program import (
+    MAX_CLAUSES,
+    MAX_INDEX,
+    MAX_LETTERS,
+    MAX_NUMBER_CHARS,
+    MAX_PROGRAM_CHARS,
     ORIGIN,
     AllSteps,
     Clause,
@@ -33,7 +38,7 @@ from ivmixed.program import (
 )
 
 FAST = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-DF, NF = "denoise-first", "noise-first"
+DF, NF, AD = "denoise-first", "noise-first", "animatediff-swap"
 VC2 = "IV-IV+VV-VV@i%3=2"  # the released VideoCrafter2 recipe
 
 
@@ -176,16 +181,16 @@ def forms(draw) -> Form:
     return Form(noise, denoise)
 
 
-windows = st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)).map(lambda p: Window(p[0], p[0] + p[1]))
+windows = st.tuples(st.integers(0, MAX_INDEX), st.integers(0, MAX_INDEX)).map(lambda p: Window(min(p), max(p)))
 percents = st.floats(min_value=0.0, max_value=100.0, exclude_min=True).map(Percent)
-periods = st.integers(1, 10**6).flatmap(lambda k: st.integers(0, k - 1).map(lambda j: Every(k, j)))
+periods = st.integers(1, MAX_INDEX).flatmap(lambda k: st.integers(0, k - 1).map(lambda j: Every(k, j)))
 selectors = st.one_of(st.just(AllSteps()), windows, percents, periods)
 
 
 @st.composite
 def clauses(draw) -> Clause:
     form = draw(forms())
-    order = DF if form.is_origin else draw(st.sampled_from([DF, NF]))
+    order = DF if form.is_origin else draw(st.sampled_from([DF, NF] + ([AD] if form.length == 2 else [])))
     return Clause(form, order, draw(selectors))
 
 
@@ -237,13 +242,26 @@ def check_parse_outcome(text: str) -> None:
         lines = str(error).split("\n")
         assert len(lines) == 3, lines
         assert lines[0].startswith("invalid program: ") and "expected" in lines[0]
-        assert lines[1] == "    " + "".join(" " if c.isspace() else (c if c.isprintable() else "?") for c in text)
-        assert lines[2] == "    " + " " * error.column + "^"
+        assert len(lines[0]) < 400  # long tokens are quoted shortened
+        shown = "".join(" " if c.isspace() else (c if c.isprintable() else "?") for c in text)
         assert 0 <= error.column <= len(text)
+        assert error.text == text
+        if len(text) <= 120:
+            assert lines[1] == "    " + shown
+            assert lines[2] == "    " + " " * error.column + "^"
+        else:  # an excerpt of 120 characters around the column, cut ends marked
+            body, caret = lines[1][4:], lines[2].index("^") - 4
+            assert lines[2] == "    " + " " * caret + "^"
+            head = "…" if body.startswith("…") else ""
+            excerpt = body[len(head) :].removesuffix("…")
+            start = error.column - (caret - len(head))  # where the excerpt starts in the text
+            assert len(excerpt) == 120 and shown[start : start + 120] == excerpt
+            assert bool(head) == (start > 0) and body.endswith("…") == (start + 120 < len(text))
         assert isinstance(error, ValueError)
     else:
         assert isinstance(program, Program)
         assert parse(str(program)) == program
+        assert len(text) <= MAX_PROGRAM_CHARS and len(program.clauses) <= MAX_CLAUSES
 
 
 @settings(max_examples=2000, deadline=None, database=None)
@@ -304,7 +322,7 @@ ERRORS = {
         "        ^"
     ),
     "IV-IV:xy": (
-        "invalid program: unknown phase order 'xy'; expected df (denoise-first) or nf (noise-first)\n"
+        "invalid program: unknown phase order 'xy'; expected df (denoise-first), nf (noise-first) or ad (animatediff-swap)\n"
         "    IV-IV:xy\n"
         "          ^"
     ),
@@ -451,7 +469,7 @@ def test_validate_accepts_what_fits():
         parse("IV-IV@49..50").validate(50)
     parse(VC2).validate(2)  # i%3=2 selects nothing with 2 steps: allowed, documented
     parse("VV-VV@i%100=99").validate(50)
-    with pytest.raises(ValueError, match="num_steps must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"num_steps must be an int in 1\.\.1000000, got 0"):
         parse("IV-IV").validate(0)
 
 
@@ -740,6 +758,7 @@ def test_explain_vv_vv_at_66_7_percent():
             {"step": 1, "t": 979, "form": "VV-VV", "order": DF, "substeps": vv_plan(979)},
             {"step": 2, "t": 958, "form": "origin", "order": None, "substeps": []},
         ],
+        "notes": [],
     }
     json.dumps(info)
 
@@ -793,6 +812,187 @@ def test_the_documented_examples_table_is_true():
         program = parse(text)
         assert str(program) == text
         assert program.cost(num_steps=50, num_frames=16) == Cost(int(idm), int(vdm)), text
+
+
+# --------------------------------------------------------------------------------------------------
+# Limits: huge numbers, long texts, many clauses
+# --------------------------------------------------------------------------------------------------
+
+HUGE = "9" * 5000  # more digits than Python converts to an int by default
+
+
+@pytest.mark.parametrize(
+    "text, column, reason",
+    [
+        (f"IV-IV@{HUGE}..1", 6, "step index 999999999999… (5000 characters) is out of range; expected at most 1000000"),
+        (f"IV-IV@0..{HUGE}", 9, "step index 999999999999… (5000 characters) is out of range; expected at most 1000000"),
+        (f"IV-IV@i%{HUGE}=1", 8, "period 999999999999… (5000 characters) is out of range; expected at most 1000000"),
+        (f"IV-IV@i%3={HUGE}", 10, "remainder 999999999999… (5000 characters) is out of range; expected at most 1000000"),
+        (f"IV-IV@{HUGE}%", 6, "percentage 999999999999… (5000 characters) is more than 100%"),
+        (f"IV-IV@0.{'0' * 5000}1%", 6, "percentage 0.0000000000… (5003 characters) has too many digits; expected at most 400"),
+        (f"IV-IV@{HUGE}", 5006, "incomplete selector 999999999999… (5000 characters); expected '..'"),
+        (f"IV-IV@{HUGE}.5", 5008, "missing '%' after 999999999999… (5002 characters)"),
+        ("IV-IV@0..1000001", 9, "step index 1000001 is out of range; expected at most 1000000"),
+        ("IV-IV@i%1000001=0", 8, "period 1000001 is out of range"),
+        ("IV-IV@00000000000000000000000000000000000007..1000000", None, None),  # leading zeros: fine
+        ("IV-IV@999999..1000000", None, None),
+        ("IV-IV@i%1000000=999999", None, None),
+    ],
+)
+def test_numbers_out_of_range_point_at_the_number(text, column, reason):
+    if reason is None:
+        check_parse_outcome(text)
+        parse(text)
+        return
+    with pytest.raises(InvalidProgram) as info:
+        parse(text)
+    assert info.value.column == column
+    assert info.value.reason.startswith(reason), info.value.reason
+    check_parse_outcome(text)
+
+
+def test_a_program_has_at_most_max_program_chars_characters():
+    long = "+".join(["IV-IV:nf@i%1000=999"] * (MAX_CLAUSES - 1)) + "+II-II"
+    long += " " * (MAX_PROGRAM_CHARS - len(long))  # exactly at the limit: fine
+    assert len(long) == MAX_PROGRAM_CHARS and len(parse(long).clauses) == MAX_CLAUSES
+    with pytest.raises(InvalidProgram, match=f"the program is {MAX_PROGRAM_CHARS + 1} characters long"):
+        parse(long + " ")
+    for text in ["IV-IV+" * 16666 + "IV-IV", "IV-IV" + " " * 100_000, "I" * 100_000, f"IV-IV@{'9' * 100_000}..1"]:
+        with pytest.raises(InvalidProgram) as info:
+            parse(text)
+        assert info.value.reason.startswith(
+            f"the program is {len(text)} characters long; expected at most {MAX_PROGRAM_CHARS}"
+        )
+        assert info.value.column == MAX_PROGRAM_CHARS and info.value.text == text
+        assert len(str(info.value)) < 600  # the text is shown as an excerpt around the column
+        check_parse_outcome(text)
+
+
+def test_a_program_has_at_most_max_clauses_clauses():
+    most = "+".join(["I-I"] * MAX_CLAUSES)
+    assert len(parse(most).clauses) == MAX_CLAUSES
+    with pytest.raises(InvalidProgram) as info:
+        parse(most + "+V-V")
+    assert info.value.reason.startswith(f"too many clauses: this is clause {MAX_CLAUSES + 1}; expected at most {MAX_CLAUSES}")
+    assert info.value.column == len(most) + 1  # at the extra clause
+    with pytest.raises(ValueError, match=f"at most {MAX_CLAUSES} clauses"):
+        Program((Clause(Form("I", "I")),) * (MAX_CLAUSES + 1))
+
+
+def test_a_phase_has_at_most_max_letters_letters():
+    most = "I" * MAX_LETTERS
+    assert parse(f"{most}-{most}").clauses[0].form.length == MAX_LETTERS
+    with pytest.raises(InvalidProgram) as info:
+        parse(f"{most}I-{most}V")
+    assert info.value.reason.startswith(f"too many letters in the add-noise phase: {MAX_LETTERS + 1}")
+    assert info.value.column == MAX_LETTERS
+    with pytest.raises(ValueError, match=f"at most {MAX_LETTERS} letters"):
+        Form("I" * (MAX_LETTERS + 1), "V" * (MAX_LETTERS + 1))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Window(0, MAX_INDEX + 1),
+        lambda: Every(MAX_INDEX + 1, 0),
+        lambda: Program((Clause(Form("I" * MAX_LETTERS, "I" * MAX_LETTERS), NF, Window(MAX_INDEX - 1, MAX_INDEX)),) * 200),
+    ],
+)
+def test_values_keep_to_the_limits_so_that_they_print_as_parsable_text(build):
+    with pytest.raises(ValueError):
+        build()
+
+
+def test_the_longest_percentage_a_float_holds_fits_the_number_limit():
+    for value in [5e-324, 2.2250738585072014e-308, 1e-300, 99.99999999999999]:
+        text = str(Percent(value))[:-1]
+        assert len(text) <= MAX_NUMBER_CHARS
+        assert parse(f"VV-VV@{text}%").clauses[0].selector == Percent(value)
+
+
+digit_runs = st.integers(1, 6000).map(lambda n: "9" * n) | st.integers(1, 6000).map(lambda n: "0" * n + "1")
+
+
+@st.composite
+def huge_or_long(draw) -> str:
+    """Valid or near-valid programs with a huge number somewhere, or repeated to tens of thousands of characters."""
+    kind = draw(st.sampled_from(["number", "repeat", "word"]))
+    if kind == "number":
+        template = draw(st.sampled_from(["IV-IV@{}..1", "IV-IV@0..{}", "IV-IV@i%{}=0", "IV-IV@i%7={}", "VV-VV@{}%",
+                                         "VV-VV@0.{}%", "VV-VV@{}.5%", "IV-IV@{}", "RR-II:nf@{}..{}", "{}-IV"]))
+        return template.replace("{}", draw(digit_runs))
+    if kind == "repeat":
+        piece = draw(st.one_of(near_valid, st.sampled_from(["IV-IV+", "VV-VV@66.7%+", "I-I@0..0+", " ", "+"])))
+        return piece * draw(st.integers(1, 30_000 // max(1, len(piece))))
+    letters = draw(st.sampled_from("RIVX"))
+    return letters * draw(st.integers(1, 25_000)) + draw(st.sampled_from(["", "-", "-IV", "-" + letters * 70]))
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(huge_or_long())
+def test_fuzz_long_inputs_and_huge_numbers(text):
+    check_parse_outcome(text)
+
+
+@FAST
+@given(programs, st.integers(1, 80))
+def test_the_per_step_table_agrees_with_clause_at(program, num_steps):
+    if any(isinstance(c.selector, Window) and c.selector.end >= num_steps for c in program.clauses):
+        return
+    table = program._clauses_by_step(num_steps)
+    assert list(table) == [program.clause_at(i, num_steps) for i in range(num_steps)]
+
+
+def test_many_clauses_cost_and_explain_are_exact():
+    """833 clauses at 66.7% (the last wins on the steps it selects) and 1000 per-step windows at N = 1000."""
+    program = parse("+".join(["VV-VV@66.7%"] * 832 + ["IV-IV@66.7%"]))
+    assert program.cost(1000, 16) == Cost(667 * 2 * 16 * 2, (667 * 2 + 1000) * 2)
+    info = explain(program, 1000, 16)
+    assert info["forms"] == {"origin": 333, "IV-IV": 667}
+    windows = parse("+".join(f"{'IV-IV' if i % 2 else 'VV-VV'}@{i}..{i}" for i in range(1000)))
+    assert explain(windows, 1000, 16)["forms"] == {"VV-VV": 500, "IV-IV": 500}
+
+
+def test_explain_checks_the_step_count_against_t_before_any_work():
+    with pytest.raises(ValueError, match="num_train_timesteps must be an int >= num_steps"):
+        explain(parse("IV-IV"), 100_000, 16)
+    with pytest.raises(ValueError, match=r"num_steps must be an int in 1\.\.1000000, got 100000000"):
+        explain(parse("IV-IV"), 100_000_000, 16, num_train_timesteps=10**9)
+
+
+# --------------------------------------------------------------------------------------------------
+# The released AnimateDiff order (ad)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_animatediff_swap_trades_the_levels_of_the_two_denoise_sub_steps():
+    program = parse("IV-IV:ad")
+    assert program == one(Form("IV", "IV"), AD) and str(program) == "IV-IV:ad"
+    assert parse("IV-IV:animatediff-swap") == program
+    plan = [(s.letter, s.direction, s.t_from, s.t_to) for s in program.substeps(0, 999, 50)]
+    assert plan == [("I", "go", 979, 959), ("V", "go", 999, 979), ("I", "back", 959, 979), ("V", "back", 979, 999)]
+    plain = [(s.letter, s.direction, s.t_from, s.t_to) for s in parse("IV-IV").substeps(0, 999, 50)]
+    assert plain == [("I", "go", 999, 979), ("V", "go", 979, 959), ("I", "back", 959, 979), ("V", "back", 979, 999)]
+    # clamped at the end of the grid, as max(0, ·) clamps the released prev_t and prev_prev_t
+    assert [(s.t_from, s.t_to) for s in program.substeps(48, 20, 50)] == [(0, 0), (20, 0), (0, 0), (0, 20)]
+    assert program.cost(50, 16) == parse("IV-IV").cost(50, 16)
+
+
+def test_animatediff_swap_needs_two_letters_per_phase():
+    with pytest.raises(InvalidProgram, match="the order ad swaps the levels of two denoise sub-steps, but I-I has 1 letter"):
+        parse("I-I:ad")
+    with pytest.raises(ValueError, match="needs two letters per phase"):
+        Clause(Form("IVV", "IVV"), AD)
+
+
+def test_explain_names_the_animatediff_swap():
+    info = explain(parse("IV-IV:ad"), 50, 16, show_steps=1)
+    assert info["steps"][0]["order"] == AD
+    assert info["notes"] and "released AnimateDiff" in info["notes"][0]
+    text = format_explain(info)
+    assert "note     ad (animatediff-swap) runs the released AnimateDiff pipeline's sub-steps" in text
+    assert "   0   999  IV-IV     animatediff-swap    0  I       idm    go         979 -> 959" in text
+    assert "note" not in format_explain(explain(parse("IV-IV"), 50, 16))
 
 
 # --------------------------------------------------------------------------------------------------

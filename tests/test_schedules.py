@@ -2,7 +2,16 @@
 
 import pytest
 
-from ivmixed.schedules import GuidanceTable, Ramp, constant, from_released_knobs, karras_ramp, linear
+from ivmixed.schedules import (
+    GuidanceTable,
+    Ramp,
+    constant,
+    from_released_knobs,
+    karras_ramp,
+    karras_ramp_float32,
+    linear,
+    released_guidance,
+)
 
 
 def by_hand(i, n=50, begin=6.0, end=2.0, rho=7.0):
@@ -88,3 +97,23 @@ def test_ramp_parse(text, ramp):
 def test_ramp_parse_errors(text, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Ramp.parse(text)
+
+
+def test_float32_karras_ramp_is_the_released_guidance_array():
+    """The released code's ``get_sigmas_karras`` in float32 (notes §2): ≈4.000001 rather than 4, 1.9999998, 6.0000005."""
+    torch = pytest.importorskip("torch")
+    for begin, end, value in [(4, 4, 4.000000953674316), (2, 2, 1.999999761581421), (6, 6, 6.000000476837158)]:
+        lo, hi = begin ** (1 / 7), end ** (1 / 7)
+        released = ((lo + torch.linspace(0, 1, 50) * (hi - lo)) ** 7).tolist()  # float32, as the released code
+        assert karras_ramp_float32(50, begin, end, 7) == released == [value] * 50
+    ramp = karras_ramp_float32(50, 6, 2, 7)
+    assert ramp == pytest.approx(karras_ramp(50, 6, 2, 7), rel=1e-6) and ramp != karras_ramp(50, 6, 2, 7)
+    assert Ramp.parse("karras-float32(4,4,7)") == Ramp("karras-float32", (4.0, 4.0, 7.0))
+
+
+def test_released_guidance_is_the_float32_value_and_the_default_stays_exact():
+    built = released_guidance().build(50)
+    assert {built.scale(m, d, i) for m in ("idm", "vdm") for d in ("go",) for i in range(50)} == {4.000000953674316}
+    assert {built.scale(m, "back", i) for m in ("idm", "vdm") for i in range(50)} == {-4.000000953674316}
+    assert released_guidance().as_dict()["v_back"] == "karras-float32(4, 4, 7)"
+    assert set(GuidanceTable().build(50).scales[("idm", "go")]) == {4.0}

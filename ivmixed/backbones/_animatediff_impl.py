@@ -14,12 +14,16 @@ are decoded by the video model's VAE; only the IDM's UNet is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import time
 from typing import Any
 
+import torch
+
 from ..guidance import ImageOnVideo
-from ..schedules import GuidanceTable
+from ..schedules import released_guidance
 from ..steps import NoiseSchedule
 from ._diffusers import (
     DDIM_OVERRIDES,
@@ -50,12 +54,13 @@ __all__ = ["AnimateDiffBackbone", "DEFAULTS"]
 logger = logging.getLogger(__name__)
 
 REFERENCE = Preset(
-    program="IV-IV",
+    program="IV-IV:ad",
     guidance=7.5,
-    zigzag=GuidanceTable(),
-    description="what the released IV-mixed code computes (denoise-first IV-IV on every step, Δ = T // N, zigzag "
-    "guidance +4 / −4, ω 7.5), in the level-consistent order of its ModelScope and VideoCrafter2 pipelines: the "
-    "released AnimateDiff pipeline's op-1/op-2 timestep swap is a bug and is not reproduced",
+    zigzag=released_guidance(),
+    description="what the released AnimateDiff IV-mixed pipeline computes: IV-IV on every step with its first two "
+    "sub-steps swapped (I at t−Δ → t−2Δ, then V at t → t−Δ; then I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag "
+    "guidance ±4.000000953674316 (its float32 Karras ramp), ω 7.5. The default IV-IV runs the level-consistent "
+    "order t → t−Δ → t−2Δ instead",
 )
 
 DEFAULTS = Defaults(height=512, width=512, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
@@ -303,3 +308,42 @@ class AnimateDiffBackbone(DiffusersBackbone):
         # the IDM reads the video model's CLIP embeddings, as in the released code
         return Conditioning(idm=embeds, vdm=embeds, prompts=list(prompts), negative_prompts=list(negative_prompts))
 
+    def generate(self, prompt, *, preset: str | None = None, decode: bool = True, **kwargs: Any):
+        """:meth:`Backbone.generate`; with ``preset="reference"`` the frames are decoded as the released pipeline does.
+
+        That is: the VAE runs in float32 whatever the model dtype, and the decoded video is rounded to fp16
+        before the post-processing to [0, 1] (reference-code-notes §1.1).
+        """
+        if preset != "reference" or not decode:
+            return super().generate(prompt, preset=preset, decode=decode, **kwargs)
+        video = super().generate(prompt, preset=preset, decode=False, **kwargs)
+        started = time.perf_counter()
+        frames = self.decode_released(video.latents).numpy()
+        decode_s = time.perf_counter() - started
+        timings = dict(video.timings, decode_s=round(decode_s, 4), total_s=round(video.timings["total_s"] + decode_s, 4))
+        return dataclasses.replace(video, frames=frames, timings=timings)
+
+    def decode_released(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> frames ``(B, F, H, W, 3)`` float32 in [0, 1] on the CPU, as the released AnimateDiff IV pipeline decodes.
+
+        ``decode_latents(latents.float())`` with the VAE cast to float32, the video cast to fp16, then diffusers'
+        ``VideoProcessor`` post-processing. The VAE goes back to its dtype afterwards.
+        """
+        from diffusers.video_processor import VideoProcessor
+
+        from ..steps import fold_frames, unfold_frames
+
+        dtype = self.vae.dtype
+        if dtype != torch.float32:
+            self.vae.to(torch.float32)
+        try:
+            images = fold_frames(1 / self.vae.config.scaling_factor * latents.float())
+            chunk = max(1, self.decode_chunk_size)
+            with torch.no_grad():
+                decoded = torch.cat([self.vae.decode(images[i : i + chunk]).sample for i in range(0, images.shape[0], chunk)])
+        finally:
+            if dtype != torch.float32:
+                self.vae.to(dtype)
+        video = unfold_frames(decoded, latents.shape[2]).float().half()  # (B, 3, F, H, W), rounded to fp16
+        frames = VideoProcessor(do_resize=False).postprocess_video(video, output_type="pt")  # (B, F, 3, H, W)
+        return frames.permute(0, 1, 3, 4, 2).contiguous().cpu().float()

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from ..guidance import ImageOnVideo
-from ..schedules import GuidanceTable
+from ..schedules import released_guidance
 from ..steps import NoiseSchedule
 from ._diffusers import (
     DDIM_OVERRIDES,
@@ -43,9 +43,10 @@ logger = logging.getLogger(__name__)
 REFERENCE = Preset(
     program="IV-IV",
     guidance=7.5,
-    zigzag=GuidanceTable(),
+    zigzag=released_guidance(),
     description="what the released IV-mixed ModelScope pipeline computes: denoise-first IV-IV on every step "
-    "(I at t, V at t−Δ, I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag guidance +4 / −4, ω 7.5, the image model on "
+    "(I at t, V at t−Δ, I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag guidance ±4.000000953674316 (the released "
+    "float32 Karras ramp), ω 7.5, the image model on "
     "latents resized (nearest) to its sample size",
 )
 

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-__all__ = ["karras_ramp", "constant", "linear", "Ramp", "GuidanceTable", "from_released_knobs"]
+__all__ = [
+    "karras_ramp",
+    "karras_ramp_float32",
+    "constant",
+    "linear",
+    "Ramp",
+    "GuidanceTable",
+    "from_released_knobs",
+    "released_guidance",
+]
 
 
 def karras_ramp(n: int, begin: float, end: float, rho: float = 7.0) -> list[float]:
@@ -24,6 +33,25 @@ def karras_ramp(n: int, begin: float, end: float, rho: float = 7.0) -> list[floa
     if n == 1:
         return [float(begin)]
     return [(lo + i / (n - 1) * (hi - lo)) ** rho for i in range(n)]
+
+
+def karras_ramp_float32(n: int, begin: float, end: float, rho: float = 7.0) -> list[float]:
+    """:func:`karras_ramp` computed in float32 as the released code computes its guidance arrays.
+
+    ``ramp = torch.linspace(0, 1, n)`` (float32), then ``(begin^(1/ρ) + ramp · (end^(1/ρ) − begin^(1/ρ)))^ρ``
+    in float32. The ends are then not exact: ``begin = end = 4`` gives 4.000000953674316 at every step
+    (2 gives 1.999999761581421, 6 gives 6.000000476837158). Returned as Python floats holding those values.
+    """
+    _check_n(n)
+    if begin < 0 or end < 0:
+        raise ValueError(f"karras_ramp needs non-negative ends (a power 1/rho is taken): got begin={begin}, end={end}")
+    if rho <= 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    import torch  # only this ramp needs it
+
+    lo, hi = begin ** (1 / rho), end ** (1 / rho)
+    ramp = torch.linspace(0, 1, n, dtype=torch.float32)
+    return ((lo + ramp * (hi - lo)) ** rho).tolist()
 
 
 def constant(n: int, value: float) -> list[float]:
@@ -55,7 +83,7 @@ class Ramp:
     kind: str
     params: tuple[float, ...]
 
-    _KINDS = {"karras": karras_ramp, "constant": constant, "linear": linear}
+    _KINDS = {"karras": karras_ramp, "karras-float32": karras_ramp_float32, "constant": constant, "linear": linear}
 
     def __post_init__(self):
         if self.kind not in self._KINDS:
@@ -72,7 +100,7 @@ class Ramp:
 
     @classmethod
     def parse(cls, text: str) -> "Ramp":
-        """Read ``4``, ``constant(4)``, ``linear(6,2)`` or ``karras(6,2,7)``."""
+        """Read ``4``, ``constant(4)``, ``linear(6,2)``, ``karras(6,2,7)`` or ``karras-float32(4,4,7)``."""
         text = text.strip()
         try:
             return cls("constant", (float(text),))
@@ -82,16 +110,18 @@ class Ramp:
         if not rest.endswith(")"):
             raise ValueError(
                 f"cannot read guidance ramp {text!r}: expected a number, constant(G), linear(BEGIN,END) "
-                "or karras(BEGIN,END[,RHO])"
+                "or karras(BEGIN,END[,RHO]) or karras-float32(BEGIN,END[,RHO])"
             )
         try:
             params = tuple(float(p) for p in rest[:-1].split(",") if p.strip())
         except ValueError:
             raise ValueError(f"cannot read the numbers of guidance ramp {text!r}") from None
         kind = kind.strip()
-        arity = {"constant": (1,), "linear": (2,), "karras": (2, 3)}.get(kind)
+        arity = {"constant": (1,), "linear": (2,), "karras": (2, 3), "karras-float32": (2, 3)}.get(kind)
         if arity is None:
-            raise ValueError(f"unknown ramp kind {kind!r} in {text!r}; expected constant, linear or karras")
+            raise ValueError(
+                f"unknown ramp kind {kind!r} in {text!r}; expected constant, linear, karras or karras-float32"
+            )
         if len(params) not in arity:
             raise ValueError(f"{kind} takes {' or '.join(map(str, arity))} numbers, got {len(params)} in {text!r}")
         return cls(kind, params)
@@ -109,7 +139,8 @@ class GuidanceTable:
     """Guidance ramps of the zigzag sub-steps per (model I/V) × (direction go/back).
 
     "go" sub-steps (denoising) use +γ_go(model, i); "back" sub-steps (inversion) use ε_u − γ_back(model, i)·(ε_c − ε_u),
-    i.e. the negated scale. The default is 4 for all four, as in the released code.
+    i.e. the negated scale. The default is exactly 4 for all four; the released code's default is the float32
+    value 4.000000953674316 (:func:`released_guidance`).
     """
 
     i_go: Ramp = field(default_factory=_default_ramp)
@@ -165,3 +196,12 @@ def from_released_knobs(
     i_ramp = Ramp("karras", (i_sigma_begin, i_sigma_end, rho))
     v_ramp = Ramp("karras", (v_sigma_begin, v_sigma_end, rho))
     return GuidanceTable(i_go=i_ramp, i_back=i_ramp, v_go=v_ramp, v_back=v_ramp)
+
+
+def released_guidance() -> GuidanceTable:
+    """The zigzag guidance the released code runs with its default knobs: 4 for every sub-step, as float32 Karras ramps.
+
+    ``karras-float32(4, 4, 7)`` is 4.000000953674316 at every step, not 4.0; the ``reference`` presets use it so
+    that they reproduce the released latents exactly (the default :class:`GuidanceTable` keeps exact 4.0).
+    """
+    return GuidanceTable.uniform(Ramp("karras-float32", (4.0, 4.0, 7.0)))

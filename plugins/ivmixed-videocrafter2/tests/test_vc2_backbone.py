@@ -84,8 +84,11 @@ def test_default_program_is_the_released_recipe(backbone):
 
 
 def test_reference_preset(backbone):
-    video = backbone.generate("a red car", preset="reference", steps=3, frames=2, height=32, width=32, progress=False, decode=False)
+    events = []
+    video = backbone.generate("a red car", preset="reference", steps=3, frames=2, height=32, width=32, progress=False, decode=False, callback=events.append)
     assert str(video.program) == "IV-IV+VV-VV@i%3=2" and video.settings["guidance"] == 9.0
+    # the released float32 Karras ramp value, not 4.0 (the default program keeps exact 4.0)
+    assert {abs(e.scale) for e in events if e.letter != "S"} == {4.000000953674316}
 
 
 def test_bad_fps_is_refused_before_loading():

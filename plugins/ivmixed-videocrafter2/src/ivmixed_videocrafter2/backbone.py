@@ -33,7 +33,7 @@ from ivmixed.backbones._diffusers import (
 from ivmixed.backbones._modelscope_impl import ModelScopeBackbone
 from ivmixed.backbones.base import Defaults, Preset
 from ivmixed.guidance import ImageOnVideo
-from ivmixed.schedules import GuidanceTable
+from ivmixed.schedules import released_guidance
 from ivmixed.steps import NoiseSchedule
 
 from .spec import DEFAULT_COMPONENTS, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, PINNED_REVISIONS
@@ -47,9 +47,10 @@ RECIPE = "IV-IV+VV-VV@i%3=2"
 REFERENCE = Preset(
     program=RECIPE,
     guidance=9.0,
-    zigzag=GuidanceTable(),
+    zigzag=released_guidance(),
     description="what the released VideoCrafter2 pipeline computes: denoise-first zigzags of size Δ = T // N on every "
-    "step, IV-IV but VV-VV where i % 3 == 2, zigzag guidance +4 / −4, ω 9, SDE-DPM-Solver++ standard steps",
+    "step, IV-IV but VV-VV where i % 3 == 2, zigzag guidance ±4.000000953674316 (the released float32 Karras ramp), "
+    "ω 9, SDE-DPM-Solver++ standard steps",
 )
 
 DEFAULTS = Defaults(height=512, width=512, frames=16, steps=50, guidance=9.0, program=RECIPE, fps=8, presets={"reference": REFERENCE})
