@@ -91,6 +91,10 @@ def test_option_declaration_reads_types():
         flag.check("maybe")
     with pytest.raises(ValueError, match="type must be one of"):
         Option("x", "complex")
+    path = Option("model", "str", "org/model")
+    assert path.check(Path("/m")) == Path("/m") and path.check("org/m") == "org/m"  # objects the factory judges pass
+    with pytest.raises(ValueError, match=r"option model=3: expected text, got 3"):
+        path.check(3)
 
 
 def test_the_toy_table_declares_every_option_of_the_toy_backbone():
