@@ -66,6 +66,12 @@ def test_option_values_are_checked_before_loading(option, message, no_loading, t
     assert err.startswith("ivmixed generate: error: backbone 'toy': ") and "`ivmixed list --options toy`" in err
 
 
+def test_huge_sizes_are_refused_by_the_declared_ranges(no_loading, tmp_path, capsys):
+    refused(["generate", "--height", "4096", "--out", str(tmp_path / "x.gif")], capsys, tmp_path,
+            "--height 4096: backbone 'toy' takes an integer, 1 <= height <= 64")
+    refused(["generate", "--frames", "100000", "--out", str(tmp_path / "x.gif")], capsys, tmp_path, "1 <= frames <= 256")
+
+
 def test_option_values_are_checked_in_the_python_api_too():
     with pytest.raises(ValueError, match=r"option spread='abc': expected a number, 0 < spread <= 1"):
         ivmixed.load("toy", spread="abc")
