@@ -62,7 +62,8 @@ class Option:
     Args:
         name: the keyword the factory takes.
         type: ``"float"``, ``"int"``, ``"str"`` or ``"bool"``. Text is read as that type (``"nan"``, ``"inf"``
-            are read as numbers and refused as not finite).
+            are read as numbers and refused as not finite). A ``"str"`` option also passes on objects that are not
+            numbers or containers (a ``Path``, a ``torch.dtype``) for the factory to judge.
         default: the factory's default, for the listing (``None``: derived from other options).
         help: what the option means, one line.
         min, max: the allowed range of a number (inclusive, unless ``min_open`` / ``max_open``).
@@ -115,9 +116,11 @@ class Option:
                 return _BOOL_WORDS[value.lower()]
             return self._refuse(value)
         if self.type == "str":
-            if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
+            if isinstance(value, str):
+                return value if self.choices is None or value in self.choices else self._refuse(value)
+            if isinstance(value, (bool, int, float, complex, list, tuple, dict, set)):
                 return self._refuse(value)
-            return value
+            return value  # an object the factory may take in Python (a Path, a torch.dtype or torch.device)
         if isinstance(value, str):  # text that ast.literal_eval could not read: "nan", "inf", "abc"
             try:
                 value = float(value.strip())

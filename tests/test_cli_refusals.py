@@ -66,6 +66,12 @@ def test_option_values_are_checked_before_loading(option, message, no_loading, t
     assert err.startswith("ivmixed generate: error: backbone 'toy': ") and "`ivmixed list --options toy`" in err
 
 
+def test_huge_sizes_are_refused_by_the_declared_ranges(no_loading, tmp_path, capsys):
+    refused(["generate", "--height", "4096", "--out", str(tmp_path / "x.gif")], capsys, tmp_path,
+            "--height 4096: backbone 'toy' takes an integer, 1 <= height <= 64")
+    refused(["generate", "--frames", "100000", "--out", str(tmp_path / "x.gif")], capsys, tmp_path, "1 <= frames <= 256")
+
+
 def test_option_values_are_checked_in_the_python_api_too():
     with pytest.raises(ValueError, match=r"option spread='abc': expected a number, 0 < spread <= 1"):
         ivmixed.load("toy", spread="abc")
@@ -91,6 +97,10 @@ def test_option_declaration_reads_types():
         flag.check("maybe")
     with pytest.raises(ValueError, match="type must be one of"):
         Option("x", "complex")
+    path = Option("model", "str", "org/model")
+    assert path.check(Path("/m")) == Path("/m") and path.check("org/m") == "org/m"  # objects the factory judges pass
+    with pytest.raises(ValueError, match=r"option model=3: expected text, got 3"):
+        path.check(3)
 
 
 def test_the_toy_table_declares_every_option_of_the_toy_backbone():
@@ -383,6 +393,8 @@ def test_the_toy_ddim_is_diffusers_ddim_bit_for_bit(spacing):
             ours.set_timesteps(n)
             ref.set_timesteps(n)
             assert torch.equal(ours.timesteps, ref.timesteps), (T, n)
+        ours.set_timesteps(7)
+        ref.set_timesteps(7)
         g = torch.Generator().manual_seed(0)
         for dtype in (torch.float64, torch.float32):
             x = torch.randn(2, 1, 3, 4, 4, generator=g).to(dtype)

@@ -19,7 +19,7 @@ INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; 
 #: the options of the loaders shared by the diffusers backbones (``--image-lora`` is checked as its own flag)
 LOADER_OPTIONS = (
     Option("device", "str", None, "cpu, cuda, cuda:1, ... (none: cuda when available)", none_ok=True),
-    Option("dtype", "str", None, "model precision (none: fp16 on CUDA, fp32 on the CPU)", choices=("fp32", "fp16", "bf16"), none_ok=True),
+    Option("dtype", "str", None, "model precision (none: fp16 on CUDA, fp32 on the CPU)", choices=("fp32", "float32", "fp16", "float16", "half", "bf16", "bfloat16"), none_ok=True),
     Option("allow_pickle", "bool", False, "allow weights that are not .safetensors (only for files you trust)"),
     Option("variant", "str", None, "weights variant of the video model, e.g. fp16", none_ok=True),
     Option("image_variant", "str", None, "weights variant of the image model, e.g. fp16", none_ok=True),

@@ -171,6 +171,13 @@ def precheck(spec: BackboneSpec, args: argparse.Namespace, programs: list[Progra
         backbone=spec.name,
     )
     spec.check_steps(getattr(args, "steps", None))
+    for name in ("frames", "height", "width"):  # a backbone that declares the size options bounds the flags too
+        value, declared = getattr(args, name, None), spec.option(name)
+        if value is not None and declared is not None:
+            try:
+                declared.check(value)
+            except ValueError:
+                raise ValueError(f"--{name} {value}: backbone '{spec.name}' takes {declared.describe()}") from None
     spec.check_preset(getattr(args, "preset", None))
     zigzag_table(args)  # a malformed ramp is refused before the models load
     steps = getattr(args, "steps", None) or spec.default_steps
