@@ -1186,6 +1186,17 @@ class _Staging:
         self._claims: dict[Path, int] = {}  # claim file -> the descriptor holding its lock
 
     def __enter__(self) -> "_Staging":
+        from .errors import WriteFailed
+        from .io import describe_os_error
+
+        try:
+            self._enter()
+        except OSError as exc:  # a full disk, a folder made read-only
+            self.__exit__(None, None, None)
+            raise WriteFailed(exc.errno, f"cannot create the staging folder in {self.partial}: {describe_os_error(exc)}") from None
+        return self
+
+    def _enter(self) -> None:
         import socket
         import tempfile
 
@@ -1197,13 +1208,14 @@ class _Staging:
             except FileNotFoundError:
                 if attempt == 4:
                     raise
+        self.root = setup  # removed by __exit__ if what follows fails
         self._fd = os.open(setup / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is not None:
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())[:40]
-        self.root = self.partial / f"{host}-{os.getpid()}-{setup.name[len(_SETUP_PREFIX):]}"
-        os.rename(setup, self.root)  # the lock stays with the open file
-        return self
+        root = self.partial / f"{host}-{os.getpid()}-{setup.name[len(_SETUP_PREFIX):]}"
+        os.rename(setup, root)  # the lock stays with the open file
+        self.root = root
 
     def claim(self, key: str) -> tuple[int, Path] | None:
         """Claim the video ``key`` for this process (a ``lockf`` lock on ``.partial/claim-<hash>``); None when another
@@ -1260,6 +1272,7 @@ class _Staging:
             shutil.rmtree(self.root, ignore_errors=True)
         if self._fd is not None:
             os.close(self._fd)
+            self._fd = None
         with contextlib.suppress(OSError):
             self.partial.rmdir()  # only when no other process stages anything
 
