@@ -20,9 +20,11 @@ independent noise for every item, stable when the prompt file is reordered or ex
 
     run.json                       the configuration (backbone, options, sampling settings, seed rule, format)
     index.jsonl                    one JSON line per finished video, append-only
-    <program>/<id>-<k>.<fmt>       the video (program folder: the canonical program text, ':' written '_')
+    <program>/<id>-<k>.<fmt>       the video (program folder: the canonical program text, ':' written '_',
+                                   cut and ending in a hash beyond 160 bytes)
     <program>/<id>-<k>.<fmt>.json  its manifest (program, seed, settings, cost, timings, metrics, batch key)
     .partial/<host>-<pid>-<rand>/  a running process's staging folder (locked while the process lives)
+    .partial/claim-<hash>          a video being made (locked by the process making it)
 
 **Crash safety.** A video and its manifest are written in the process's staging folder, renamed into place
 (video first, manifest second), and only then is the index line appended. So a video listed in the index is
@@ -40,11 +42,26 @@ is listed already, so every key is listed once even when two runs share a folder
 of a local file system would not interleave. A torn last line (power loss) is ignored by readers and closed
 with a newline by the next writer.
 
+**Claims.** Before making a video a process takes an exclusive non-blocking ``lockf`` lock on
+``.partial/claim-<sha256(key)>``, reads the index again, and drops the video if it is listed by now. A video
+claimed by another live process is left to it and looked at again at the end; the holder removes the file
+(still locked) when the video is indexed, and a process that took the lock on a file removed meanwhile
+claims the new one instead. So two runs started on one folder without ``--shard`` make every video once.
+
+**Stopping.** Under the command line's signal handlers (:mod:`ivmixed.interrupts`) the batch checks for a
+recorded Ctrl-C or SIGTERM before putting a video in place and before the next one, so a first interrupt
+swallowed by Python on the way (while ffmpeg's subprocess starts) still stops the run; the staging folder is
+removed and the claims released on the way out.
+
 **Sharding.** The videos of one (item, seed index) form a *group*; group g belongs to process
 ``g % world_size``. Every process computes the same plan from the same prompt file, so the shares are
 disjoint and their union is the plan, with no communication. Rank and world size come from accelerate's
 ``PartialState`` when the process was started by ``accelerate launch`` or ``torchrun`` (``MASTER_ADDR`` and
 ``WORLD_SIZE`` > 1 in the environment), else from ``RANK``/``WORLD_SIZE``, or from an explicit ``shard=(i, n)``.
+
+**Checks first.** Everything that can be checked without a model is checked before one loads, and the
+models load before anything is written: a refused run leaves no folder and no ``run.json``.
+:func:`batch_status` (``--dry-run``) makes the same checks.
 
 **Configuration check.** ``run.json`` records what decides the content of a video: the backbone and its
 options (the device excepted), the sampling settings, the seed rule and the file format. A run with
@@ -91,6 +108,7 @@ __all__ = [
     "read_index",
     "run_batch",
     "batch_status",
+    "check_out_folder",
     "shard_jobs",
 ]
 
@@ -1165,8 +1183,20 @@ class _Staging:
         self.partial = out_dir / PARTIAL_DIR
         self._fd: int | None = None
         self.root: Path | None = None
+        self._claims: dict[Path, int] = {}  # claim file -> the descriptor holding its lock
 
     def __enter__(self) -> "_Staging":
+        from .errors import WriteFailed
+        from .io import describe_os_error
+
+        try:
+            self._enter()
+        except OSError as exc:  # a full disk, a folder made read-only
+            self.__exit__(None, None, None)
+            raise WriteFailed(exc.errno, f"cannot create the staging folder in {self.partial}: {describe_os_error(exc)}") from None
+        return self
+
+    def _enter(self) -> None:
         import socket
         import tempfile
 
@@ -1178,13 +1208,14 @@ class _Staging:
             except FileNotFoundError:
                 if attempt == 4:
                     raise
+        self.root = setup  # removed by __exit__ if what follows fails
         self._fd = os.open(setup / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is not None:
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())[:40]
-        self.root = self.partial / f"{host}-{os.getpid()}-{setup.name[len(_SETUP_PREFIX):]}"
-        os.rename(setup, self.root)  # the lock stays with the open file
-        return self
+        root = self.partial / f"{host}-{os.getpid()}-{setup.name[len(_SETUP_PREFIX):]}"
+        os.rename(setup, root)  # the lock stays with the open file
+        self.root = root
 
     def claim(self, key: str) -> tuple[int, Path] | None:
         """Claim the video ``key`` for this process (a ``lockf`` lock on ``.partial/claim-<hash>``); None when another
@@ -1204,12 +1235,15 @@ class _Staging:
             except FileNotFoundError:
                 same = False
             if same:
+                self._claims[path] = fd
                 return (fd, path)
             os.close(fd)  # the file was removed by its last holder in between: claim the new one
 
     def release(self, claim: tuple[int, Path]) -> None:
         """Give a claim up: remove its file (still holding the lock, so a waiting process sees it gone) and unlock."""
         fd, path = claim
+        if self._claims.pop(path, None) is None and fd >= 0:
+            return  # released already
         with contextlib.suppress(OSError):
             path.unlink()
         if fd >= 0:
@@ -1232,10 +1266,13 @@ class _Staging:
         return job
 
     def __exit__(self, *exc) -> None:
+        for path, fd in list(self._claims.items()):  # left by an interrupt in the middle of a release
+            self.release((fd, path))
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
         if self._fd is not None:
             os.close(self._fd)
+            self._fd = None
         with contextlib.suppress(OSError):
             self.partial.rmdir()  # only when no other process stages anything
 

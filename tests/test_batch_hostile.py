@@ -323,24 +323,30 @@ def test_a_ctrl_c_swallowed_while_ffmpeg_starts_still_stops_the_run(tmp_path):
     assert leftovers(out) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGINT, signal.SIGTERM], ids=["SIGINT-1", "SIGINT-2", "SIGTERM"])
-def test_the_first_sigint_or_sigterm_stops_an_mp4_batch_and_removes_its_staging(tmp_path, sig):
+def test_the_first_sigint_or_sigterm_stops_an_mp4_batch_and_removes_its_staging(tmp_path):
+    """One batch gets SIGINT, another (at the same time) SIGTERM, each while it is making videos."""
     prompts = prompt_file(tmp_path, ["a bright blob moving left", "a dark blob moving up"] * 20)
-    out = tmp_path / "out"
-    argv = ["batch", str(prompts), "--programs", "origin,IV-IV", "--out", str(out), "--quiet", *SMALL_ARGS]
-    cmd, env = harness(argv, SLOW="0.01")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        out = tmp_path / f"out-{sig.name}"
+        cmd, env = harness(["batch", str(prompts), "--programs", "origin,IV-IV", "--out", str(out), "--quiet", *SMALL_ARGS], SLOW="0.01")
+        runs[sig] = (out, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     try:
-        deadline = time.monotonic() + 120
-        while index_lines(out) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        waiting, deadline = dict(runs), time.monotonic() + 120
+        while waiting and time.monotonic() < deadline:
+            for sig, (out, proc) in list(waiting.items()):
+                if index_lines(out) >= 3 or proc.poll() is not None:
+                    assert proc.poll() is None, "the batch ended before the signal"
+                    proc.send_signal(sig)
+                    del waiting[sig]
             time.sleep(0.002)
-        assert proc.poll() is None, "the batch ended before the signal"
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        errors = {sig: proc.communicate(timeout=60)[1] for sig, (_, proc) in runs.items()}
     finally:
-        proc.kill()
-    name = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}[sig]
-    assert proc.returncode == 128 + sig, err[-2000:]
-    assert err.rstrip().endswith(f"ivmixed batch: {name}")
-    assert 3 <= index_lines(out) < 80
-    assert leftovers(out) == []
+        for _, proc in runs.values():
+            proc.kill()
+    for sig, (out, proc) in runs.items():
+        name = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}[sig]
+        assert proc.returncode == 128 + sig, errors[sig][-2000:]  # 130, 143
+        assert errors[sig].rstrip().endswith(f"ivmixed batch: {name}")
+        assert 3 <= index_lines(out) < 80
+        assert leftovers(out) == []
