@@ -328,6 +328,26 @@ def test_mp4_videos_are_read_back_at_the_generated_size(batch_dir, tmp_path):
         assert manifest["metrics"] == same["metrics"]  # the backbone's exact metrics do not depend on the file type
 
 
+def test_missing_or_unreadable_videos_are_skipped_and_named_the_rest_still_paired(batch_dir, tmp_path):
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(batch_dir, partial, ignore=shutil.ignore_patterns("eval"))
+    (partial / "IV-IV" / "00003-1.npy").unlink()
+    (partial / "origin" / "00005-0.npy.json").write_text("{not json", encoding="utf-8")
+    status, out, err = run_cli("eval", partial, "--no-plot", "--quiet")
+    assert status == 0, err
+    report = json.loads((partial / "eval" / "eval.json").read_text())
+    assert sorted(report["skipped"]) == [
+        "IV-IV/00003-1: the video 00003-1.npy is missing",
+        "origin/00005-0: unreadable manifest 00005-0.npy.json (JSONDecodeError)",
+    ]
+    assert "2 video(s) skipped: " in out and all(reason in out for reason in report["skipped"])
+    rows = {r["program"]: r for r in report["per_program"]}
+    assert (rows["origin"]["videos"], rows["IV-IV"]["videos"]) == (15, 15)
+    assert report["paired"][0]["pairs"] == 14  # neither (00003, 1) nor (00005, 0) has both videos
+
+
 # -- refusals ---------------------------------------------------------------------------------------------
 
 
