@@ -1,7 +1,8 @@
 """``ivmixed eval`` end to end on a toy batch (2 programs × 8 prompts × 2 seeds), checked against the manifests.
 
-The batch is the README's "Evaluate" example, run in bash as written. The numbers of the report are recomputed here from the files the batch wrote — every manifest read by glob,
-every video read with numpy — and from the programs' own cost formula, never from the report itself.
+The batch is the README's "Evaluate" example, run in bash as written. The numbers of the report are recomputed
+here from the files the batch wrote — every manifest read by glob, every video read with numpy — and from the
+programs' own cost formula, never from the report itself.
 """
 
 from __future__ import annotations
