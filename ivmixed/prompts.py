@@ -19,8 +19,8 @@ Column choice: ``prompt_column`` names the prompt column; without it the first o
 - ChronoMagic-Bench ``prompts/Captions_ChronoMagic-Bench.csv`` (1649 prompts) and
   ``prompts/Captions_ChronoMagic-Bench-150.csv`` (150): header ``videoid,name,sub_category,main_category``,
   the prompt in ``name`` (quoted, with commas), the id in ``videoid`` (``3d_printing_19``, ``day2night_13.0``);
-  read with ``prompt_column="name", id_column="videoid"`` — the benchmark names a video ``<videoid>.mp4``, so
-  these ids name the videos here too. Its ``UMT/main/data/chronomagic_*.json`` arrays of
+  read with ``prompt_column="name", id_column="videoid"``, so the videos are ``PROGRAM/<videoid>-<k>.mp4``
+  (the benchmark's scorers want ``<videoid>.mp4``: one rename per seed). Its ``UMT/main/data/chronomagic_*.json`` arrays of
   ``{"caption_id", "video", "caption"}`` are read with ``id_column="caption_id"`` (``caption`` is guessed).
 - VBench ``prompts/all_dimension.txt`` (946 lines, one prompt each; two prompts appear twice, under two
   dimensions), ``prompts/prompts_per_dimension/<dimension>.txt``, ``prompts/all_category.txt`` and

@@ -1,7 +1,8 @@
 """``ivmixed eval`` end to end on a toy batch (2 programs × 8 prompts × 2 seeds), checked against the manifests.
 
-The numbers of the report are recomputed here from the files the batch wrote — every manifest read by glob,
-every video read with numpy — and from the programs' own cost formula, never from the report itself.
+The batch is the README's "Evaluate" example, run in bash as written. The numbers of the report are recomputed
+here from the files the batch wrote — every manifest read by glob, every video read with numpy — and from the
+programs' own cost formula, never from the report itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import contextlib
 import io
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ from ivmixed.cli import main
 PROMPTS = [f"a {look} blob moving {way}" for look in ("bright", "dark") for way in ("right", "left", "up", "down")]
 PROGRAMS = ("origin", "IV-IV")
 SEEDS = 2
-STEPS = 10
+STEPS = 10  # as in the README's example
 FRAMES = 8  # the toy world's clip length
 TOY_METRICS = ("frame_error", "coherence", "video_error", "prompt_accuracy")
 T975_DF7 = 2.3646242515927853  # Student t 97.5% quantile, 7 degrees of freedom (8 prompts)
@@ -33,17 +38,36 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_evaluate_blocks() -> dict[str, list[str]]:
+    """The code blocks of the README's "Evaluate" section, by language ("" for the sample output)."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\n## Evaluate\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    blocks: dict[str, list[str]] = {}
+    for language, body in re.findall(r"```(\w*)\n(.*?)```", section, flags=re.S):
+        blocks.setdefault(language, []).append(body)
+    return blocks
+
+
 @pytest.fixture(scope="module")
-def batch_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("eval")
-    prompts = root / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
-    status, _, err = run_cli(
-        "batch", prompts, "--programs", ",".join(PROGRAMS), "--seeds", SEEDS, "--steps", STEPS,
-        "--format", "npy", "--out", root / "run", "--quiet",
-    )
-    assert status == 0, err
-    return root / "run"
+def readme_run(tmp_path_factory) -> tuple[Path, str]:
+    """The README's toy commands run as written, in bash, in an empty folder: (the folder, what they printed)."""
+    work = tmp_path_factory.mktemp("readme")
+    commands = readme_evaluate_blocks()["bash"][0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return work, done.stdout
+
+
+@pytest.fixture(scope="module")
+def batch_dir(readme_run) -> Path:
+    work, _ = readme_run
+    assert (work / "prompts.txt").read_text(encoding="utf-8").splitlines() == PROMPTS
+    return work / "runs" / "toy"
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +114,35 @@ def mean_and_halfwidth(per_prompt: list[float]) -> tuple[float, float]:
 
 
 # -- the command ------------------------------------------------------------------------------------
+
+
+def test_the_readme_example_prints_what_the_readme_shows(readme_run):
+    """The sample output in the README is the example's output (all but the seconds, which vary, and the columns cut)."""
+    _, printed = readme_run
+    (sample,) = readme_evaluate_blocks()[""]
+    lines = printed.splitlines()
+    at = 0
+    for shown in sample.splitlines():
+        if not shown.strip():
+            continue
+        cells = [c for c in re.split(r"\s{2,}", shown.replace("…", "").strip()) if c]
+        found = next((i for i in range(at, len(lines)) if lines[i].startswith(cells[0])), None)  # in the order shown
+        assert found is not None, shown
+        match, at = lines[found], found + 1
+        actual = [c for c in re.split(r"\s{2,}", match.strip()) if c][: len(cells)]
+        if cells[0] in ("origin (baseline)", "IV-IV") and len(cells) > 5 and "±" in cells[-1]:
+            actual[5] = cells[5]  # s/video: the seconds of sampling differ from run to run
+        assert actual == cells, (shown, match)
+
+
+def test_the_readme_python_example_runs(readme_run, capsys, monkeypatch):
+    work, _ = readme_run
+    monkeypatch.chdir(work)
+    (code,) = readme_evaluate_blocks()["python"]
+    exec(compile(code, "README: Evaluate", "exec"), {})
+    assert "paired differences against origin on the same (prompt, seed):" in capsys.readouterr().out
+    assert (work / "runs" / "toy" / "eval" / "quality_cost.png").stat().st_size > 0
+
 
 
 def test_the_batch_holds_two_programs_eight_prompts_two_seeds(batch_dir):
@@ -245,7 +298,10 @@ def test_clip_metrics_on_a_tiny_random_clip_match_the_metric_on_the_files(batch_
     score = load_metric("clip_score", model=str(clip), device="cpu")
     consistency = load_metric("frame_consistency", model=str(clip), device="cpu")
     prompts = {f"{i:05d}": p for i, p in enumerate(PROMPTS, start=1)}
-    for video in report["videos"]:
+    assert len(report["videos"]) == 32 and all(np.isfinite(v["metrics"]["clip_score"]) for v in report["videos"])
+    checked = [v for v in report["videos"] if v["item"] in ("00001", "00006")]  # both programs and seed indices, both looks
+    assert len(checked) == 8
+    for video in checked:
         frames = np.load(batch_dir / video["file"])
         assert video["prompt"] == prompts[video["item"]]
         assert video["metrics"]["clip_score"] == pytest.approx(score(frames, video["prompt"]), abs=1e-6)
@@ -274,6 +330,26 @@ def test_mp4_videos_are_read_back_at_the_generated_size(batch_dir, tmp_path):
         manifest = json.loads((tmp_path / "mp4" / (video["file"] + ".json")).read_text())
         same = json.loads((batch_dir / (video["file"].replace(".mp4", ".npy") + ".json")).read_text())
         assert manifest["metrics"] == same["metrics"]  # the backbone's exact metrics do not depend on the file type
+
+
+def test_missing_or_unreadable_videos_are_skipped_and_named_the_rest_still_paired(batch_dir, tmp_path):
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(batch_dir, partial, ignore=shutil.ignore_patterns("eval"))
+    (partial / "IV-IV" / "00003-1.npy").unlink()
+    (partial / "origin" / "00005-0.npy.json").write_text("{not json", encoding="utf-8")
+    status, out, err = run_cli("eval", partial, "--no-plot", "--quiet")
+    assert status == 0, err
+    report = json.loads((partial / "eval" / "eval.json").read_text())
+    assert sorted(report["skipped"]) == [
+        "IV-IV/00003-1: the video 00003-1.npy is missing",
+        "origin/00005-0: unreadable manifest 00005-0.npy.json (JSONDecodeError)",
+    ]
+    assert "2 video(s) skipped: " in out and all(reason in out for reason in report["skipped"])
+    rows = {r["program"]: r for r in report["per_program"]}
+    assert (rows["origin"]["videos"], rows["IV-IV"]["videos"]) == (15, 15)
+    assert report["paired"][0]["pairs"] == 14  # neither (00003, 1) nor (00005, 0) has both videos
 
 
 # -- refusals ---------------------------------------------------------------------------------------------
