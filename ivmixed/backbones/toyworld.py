@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -291,8 +292,12 @@ class ToyWorld:
 # ------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
 def _bump_matrix(height: int, width: int, blob_width: float, dtype, device) -> torch.Tensor:
-    """``B[p, q]`` = unit-peak Gaussian bump centred at pixel p, evaluated at pixel q, on the torus (symmetric)."""
+    """``B[p, q]`` = unit-peak Gaussian bump centred at pixel p, evaluated at pixel q, on the torus (symmetric).
+
+    Cached: callers only read it.
+    """
     rows = torch.arange(height, dtype=torch.float64)
     cols = torch.arange(width, dtype=torch.float64)
     dr = (rows[:, None] - rows[None, :]).abs()
@@ -651,7 +656,8 @@ def distribution_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str
     """Distribution-level metrics per distinct prompt: the toy's analogue of FVD, and the spread ratio.
 
     For each prompt, the clips generated for it are compared with ``reference`` exact samples of the true
-    world for it (:func:`true_samples`, generator seeded with ``seed``: the same set for every call). The
+    world for it (:func:`true_samples`, generator seeded from ``seed`` and the prompt: the same set for every
+    call). The
     feature map is translation on the torus: every clip is rolled so that its nearest prompted true trajectory
     starts at pixel 0, so the features keep the blob's shape, its motion and the leftover noise, and drop only
     the start position (uniform in the true world). With d(x, y) the RMS pixel distance,
@@ -669,26 +675,35 @@ def distribution_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str
     if len(prompts) != clips.shape[0]:
         raise ValueError(f"got {len(prompts)} prompts for {clips.shape[0]} clips")
     _, _, f, h, w = clips.shape
-    generator = torch.Generator("cpu").manual_seed(seed)
+    features, groups = _aligned(world, clips, list(prompts))
     out: dict[str, list[float]] = {"energy_distance": [], "spread_ratio": []}
     for prompt in dict.fromkeys(prompts):
         index = torch.tensor([i for i, p in enumerate(prompts) if p == prompt])
-        ref = true_samples(world, [prompt] * reference, generator, frames=f, height=h, width=w)
-        x, gx = _aligned(world, clips[index], [prompt] * len(index))
-        y, gy = _aligned(world, ref, [prompt] * reference)
-        n, m, dim = len(x), len(y), x.shape[1]
+        x, gx = features[index], groups[index]
+        y, dyy, var_y = _reference(world, prompt, f, h, w, reference, seed)
+        n, dim = len(x), x.shape[1]
         if n < 2:
             out["energy_distance"].append(float("nan"))
             out["spread_ratio"].append(float("nan"))
             continue
         dxy = torch.cdist(x, y).mean()
         dxx = torch.cdist(x, x).sum() / (n * (n - 1))
-        dyy = torch.cdist(y, y).sum() / (m * (m - 1))
         out["energy_distance"].append(float(2 * dxy - dxx - dyy) / math.sqrt(dim))
         var_x, _ = _within_variance(x, gx)
-        var_y, _ = _within_variance(y, gy)
         out["spread_ratio"].append(math.sqrt(var_x / var_y))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(world: ToyWorld, prompt: str, frames: int, height: int, width: int, reference: int, seed: int):
+    """Aligned reference samples of one prompt, their mean pairwise distance and within-component variance (cached:
+    every program of a sweep is compared with the same set). The generator is seeded per prompt."""
+    generator = torch.Generator("cpu").manual_seed(seed + sum(map(ord, prompt)) * 7919)
+    ref = true_samples(world, [prompt] * reference, generator, frames=frames, height=height, width=width)
+    y, gy = _aligned(world, ref, [prompt] * reference)
+    m = len(y)
+    dyy = float(torch.cdist(y, y).sum() / (m * (m - 1)))
+    return y, dyy, _within_variance(y, gy)[0]
 
 
 def render(world: ToyWorld, prompts: list[str], starts: torch.Tensor, *, frames: int | None = None, height: int | None = None,
