@@ -28,6 +28,7 @@ def register(sub) -> None:
     p = sub.add_parser("sweep", help="compare programs over the same seeds: cost and metrics with 95%% intervals", description=__doc__)
     p.add_argument(
         "--programs",
+        default=",".join(PAPER_FORMS),
         help="comma-separated programs (default: the paper's forms " + ",".join(PAPER_FORMS) + ")",
     )
     p.add_argument(
@@ -51,7 +52,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # everything that can be checked without a model is checked first
-    if args.attribution and args.programs:
+    if args.attribution and args.programs != ",".join(PAPER_FORMS):
         raise ValueError("--attribution runs its own list of programs (PROGRAM on windows of steps, and origin); leave out --programs")
     if args.attribution and args.true_samples:
         raise ValueError("--true-samples adds a row to a program table; it does not combine with --attribution")
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--attribution {args.attribution}: give one zigzag form on every step, such as IV-IV or VV-VV:nf")
         programs = [parse("origin"), target]
     else:
-        programs = parse_programs(args.programs or ",".join(PAPER_FORMS))
+        programs = parse_programs(args.programs)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.plot:
