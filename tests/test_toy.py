@@ -504,3 +504,12 @@ def test_distribution_metric_puts_true_samples_at_the_floor():
     assert all(1.7 < r < 2.3 for r in bb.distribution_metrics(noisy, prompts)["spread_ratio"])
     # a prompt with one clip has no within-prompt distances: NaN, not a number
     assert math.isnan(bb.distribution_metrics(truth[:1], prompts[:1])["energy_distance"][0])
+
+
+def test_distribution_metrics_of_a_compressed_world():
+    bb = ToyBackbone(temporal_compression=2, frames=5)
+    prompts = all_prompts()[:1] * 6
+    truth = bb.true_samples(prompts, seed=2)
+    assert truth.shape == (6, 1, 3, 16, 16)
+    d = bb.distribution_metrics(truth, prompts)
+    assert abs(d["energy_distance"][0]) < 0.01 and 0.7 < d["spread_ratio"][0] < 1.3, d

@@ -815,7 +815,7 @@ def distribution_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str
     for prompt in dict.fromkeys(prompts):
         index = torch.tensor([i for i, p in enumerate(prompts) if p == prompt])
         x, gx = features[index], groups[index]
-        y, dyy, var_y = _reference(world, prompt, f, h, w, reference, seed)
+        y, dyy, var_y = _reference(world, prompt, world.pixel_frames(f), h, w, reference, seed)
         n, dim = len(x), x.shape[1]
         if n < 2:
             out["energy_distance"].append(float("nan"))
