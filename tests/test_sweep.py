@@ -8,7 +8,19 @@ import pytest
 from ivmixed import parse
 from ivmixed.backbones.toyworld import ToyBackbone
 from ivmixed.cli import main
-from ivmixed.sweep import PAPER_FORMS, format_table, summarise, sweep, t_quantile_975
+from ivmixed.schedules import GuidanceTable
+from ivmixed.sweep import (
+    PAPER_FORMS,
+    TRUE_ROW,
+    attribution,
+    attribution_windows,
+    format_attribution,
+    format_table,
+    plot,
+    summarise,
+    sweep,
+    t_quantile_975,
+)
 
 FAST = ["--steps", "6", "--frames", "4", "--quiet"]
 METRICS = ("frame_error", "coherence", "video_error", "prompt_accuracy")
@@ -63,7 +75,7 @@ def test_format_table_shows_cost_and_mean_plus_minus_interval(toy):
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["program", "IDM", "img"] and "frame_error" in lines[0]
     assert lines[2].startswith("origin") and lines[3].startswith("I-I") and " ± " in lines[3]
-    assert lines[-1] == "mean ± 95% interval over 2 seeds (Student t)"
+    assert lines[-1].startswith("mean ± 95% interval over 2 seeds (Student t)")
     md = format_table(rows, markdown=True).splitlines()
     assert md[0].startswith("| program | IDM img evals | VDM clip evals | frame_error") and md[1].startswith("|---|")
 
@@ -112,3 +124,115 @@ def test_cli_errors_exit_2(capsys, argv, message):
     programs = [] if "--programs" in argv else ["--programs", "origin"]
     assert main(["sweep", *argv, *programs, *FAST]) == 2
     assert message in capsys.readouterr().err
+
+
+# -- distribution metrics, the true-world row, attribution ------------------------------------------------
+
+
+def test_rows_hold_distribution_metrics_and_the_true_world_is_the_floor(toy):
+    rows = sweep(toy, ["origin", "VV-VV"], 3, steps=6, frames=4, progress=False, true_samples=True)
+    assert [r["program"] for r in rows] == [TRUE_ROW, "origin", "VV-VV"]
+    true_row = rows[0]
+    assert true_row["idm_image_evals"] == 0 and true_row["clips"] == 3 * len(toy.prompts)
+    for r in rows:
+        assert r["energy_distance"] is not None and r["energy_distance_ci95"] is not None and r["spread_ratio"] is not None
+    assert abs(true_row["energy_distance"]) < min(r["energy_distance"] for r in rows[1:])
+    assert 0.8 < true_row["spread_ratio"] < 1.2 and true_row["coherence"] == 1.0
+    head = format_table(rows).splitlines()[0].split()
+    assert head[head.index("frame_error") + 1 : head.index("frame_error") + 3] == ["energy_distance", "spread_ratio"]
+    assert "energy_distance, spread_ratio: over prompts" in format_table(rows).splitlines()[-1]
+
+
+def test_attribution_windows_and_gains(toy):
+    assert [(name, str(w)) for name, w in attribution_windows(50)] == [
+        ("first fifth", "0..9"), ("middle fifth", "20..29"), ("last fifth", "40..49"), ("last step", "49..49")]
+    assert [str(w) for _, w in attribution_windows(3)] == ["0..0", "1..1", "2..2", "2..2"]
+    seen = []
+    rows = sweep(toy, ["origin", "IV-IV@4..4"], 2, steps=5, frames=4, progress=False, on_run=seen.append)
+    out = attribution(toy, "IV-IV", 2, steps=5, frames=4, progress=False)
+    assert [r["window"] for r in out] == ["all steps", "first fifth", "middle fifth", "last fifth", "last step"]
+    assert [r["program"] for r in out] == ["IV-IV", "IV-IV@0..0", "IV-IV@2..2", "IV-IV@4..4", "IV-IV@4..4"]
+    last = out[-1]
+    assert last["frame_error"] == rows[1]["frame_error"]  # the same runs as a plain sweep on the same seeds
+    assert last["frame_error_gain"] == pytest.approx(rows[0]["frame_error"] - rows[1]["frame_error"], abs=2e-6)
+    diffs = [a["metrics"]["frame_error"] - b["metrics"]["frame_error"] for a, b in zip(seen[:2], seen[2:])]
+    assert last["frame_error_gain_ci95"] == pytest.approx(summarise(diffs)[1], abs=2e-6)
+    assert out[0]["frame_error_share"] == 1.0
+    assert last["frame_error_share"] == pytest.approx(last["frame_error_gain"] / out[0]["frame_error_gain"], abs=1e-3)
+    assert last["coherence_gain"] == pytest.approx(last["coherence"] - out[0]["origin"]["coherence"], abs=2e-6)
+    text = format_attribution(out)
+    assert text.splitlines()[2].startswith("all steps") and "(100%)" in text
+    with pytest.raises(ValueError, match="one zigzag form on every step"):
+        attribution(toy, "IV-IV@0..3", 1, steps=5)
+
+
+def test_cli_attribution_table_and_bars(tmp_path, capsys):
+    bars = tmp_path / "attr.png"
+    assert main(["sweep", "--attribution", "IV-IV", "--seeds", "2", "--plot", str(bars), *FAST]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[2:7]] == ["all", "first", "middle", "last", "last"]
+    assert bars.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sweep", "--attribution", "IV-IV", "--programs", "origin", *FAST]) == 2
+    assert "leave out --programs" in capsys.readouterr().err
+    assert main(["sweep", "--attribution", "origin", *FAST]) == 2
+
+
+def test_cli_true_samples_row(capsys):
+    assert main(["sweep", "--programs", "origin", "--true-samples", "--seeds", "2", "--json", *FAST]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["program"] for r in rows] == [TRUE_ROW, "origin"] and rows[0]["energy_distance"] < rows[1]["energy_distance"]
+
+
+def test_cli_preset_is_refused_or_applied(capsys):
+    from ivmixed.backbones.base import Preset
+    from ivmixed.registry import register_backbone, unregister_backbone
+
+    assert main(["sweep", "--programs", "origin", "--preset", "nope", *FAST]) == 2
+    assert "no preset 'nope'" in capsys.readouterr().err
+
+    def factory(**options):
+        bb = ToyBackbone(**options)
+        bb.defaults.presets["flat"] = Preset(zigzag=GuidanceTable.uniform(0.0))
+        return bb
+
+    register_backbone("toy-with-preset", factory)
+    try:
+        common = ["sweep", "--programs", "II-II", "--seeds", "1", "--json", "--backbone", "toy-with-preset", *FAST]
+        assert main([*common, "--preset", "flat"]) == 0
+        flat = json.loads(capsys.readouterr().out)[0]
+        assert main([*common, "--zigzag-guidance", "0"]) == 0
+        zero = json.loads(capsys.readouterr().out)[0]
+        assert main(common) == 0
+        default = json.loads(capsys.readouterr().out)[0]
+    finally:
+        unregister_backbone("toy-with-preset")
+    assert flat["frame_error"] == zero["frame_error"] and flat["frame_error"] != default["frame_error"]
+
+
+def test_cli_plot_without_matplotlib_says_how_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert main(["sweep", "--programs", "origin", "--plot", "x.png", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib" in err and "pip install matplotlib" in err
+
+
+def test_plot_labels_do_not_overlap(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    # a crowded panel: twelve points within a few thousandths of each other
+    rows = [{"program": p, "frame_error": 0.04 + 0.0003 * (i % 4), "coherence": 1.0 - 0.002 * (i // 4),
+             "energy_distance": 0.02 + 0.0001 * i, "spread_ratio": 1.0} for i, p in enumerate(PAPER_FORMS)]
+    axes = plot(rows, tmp_path / "crowded.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = axes[0].figure
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for ax in axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(boxes) == len(rows)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.overlaps(b), (a, b)

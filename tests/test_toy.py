@@ -347,3 +347,169 @@ def test_golden_numbers(world, program, prompts, metrics, sums):
         assert video.metrics[name] == pytest.approx(value, abs=1e-4), (name, video.metrics)
     assert float(video.latents.sum()) == pytest.approx(sums[0], rel=1e-6, abs=1e-6)
     assert float(video.latents.abs().sum()) == pytest.approx(sums[1], rel=1e-6)
+
+
+# -- imperfect models ---------------------------------------------------------------------------------
+
+
+def _brute_eps_weighted(means, x, abar, spread, log_weights):
+    """ε of Σ_k w_k N(α μ_k, (α²τ² + s²) I) with log-weights per row, by autograd."""
+    alpha, s = math.sqrt(abar), math.sqrt(1 - abar)
+    v = abar * spread**2 + (1 - abar)
+    x = x.clone().requires_grad_(True)
+    d2 = ((x[:, None, :] - alpha * means[None]) ** 2).sum(-1)
+    logp = torch.logsumexp(-d2 / (2 * v) + log_weights, dim=1)
+    (grad,) = torch.autograd.grad(logp.sum(), x)
+    return -s * grad
+
+
+def test_named_worlds_give_mismatch_as_two_numbers():
+    learned = ToyWorld.named("learned")
+    assert learned.vdm_blob == (1.5, 0.6) and learned.vdm_spread == 0.1 and learned.idm_bias == 1.0 and learned.leak == 0.25
+    assert not learned.is_exact and ToyWorld.named("default").is_exact and ToyWorld.named("large-mismatch").is_exact
+    # overriding the one knob replaces the world's two numbers; overriding one of the two keeps the other
+    assert ToyWorld.named("learned", mismatch=1.0).vdm_blob == (2.0, 0.45)
+    assert ToyWorld.named("learned", vdm_contrast=0.3).vdm_blob == (1.5, 0.3)
+    compressed = ToyWorld.named("compressed")
+    assert compressed.temporal_compression == 4 and compressed.frames == 17 and compressed.latent_frames(17) == 5
+    for bad, message in (({"leak": 1.5}, "leak must be between 0 and 1"), ({"idm_bias": -1}, "idm_bias must be >= 0"),
+                         ({"vdm_spread": 0}, "vdm_spread must be > 0"), ({"temporal_compression": 0}, "temporal_compression must be")):
+        with pytest.raises(ValueError, match=message):
+            ToyWorld(**bad)
+    with pytest.raises(ValueError, match=r"8 frames is not of that form: use 5 or 9 \(e.g. --frames 9\)"):
+        ToyWorld(temporal_compression=4)
+
+
+@pytest.mark.parametrize("t", [0, 300, 999])
+def test_imperfect_vdm_is_the_exact_score_of_its_smoothed_leaky_world(t):
+    bb = ToyBackbone(spread=0.05, vdm_spread=0.2, leak=0.3, mismatch=0.7)
+    f, h, w = 3, 5, 6
+    means = _all_clips(bb.world, f, h, w, degraded=True)
+    prompts = ["a bright blob moving left", "a dark blob", ""]
+    masks = torch.stack([parse_prompt(p).mask() for p in prompts])
+    allowed = masks[:, :, :, None].expand(-1, -1, -1, h * w).reshape(len(prompts), -1)
+    log_w = torch.where(allowed, 0.0, math.log(0.3)).to(torch.float64)
+    gen = torch.Generator().manual_seed(t)
+    x = means[torch.tensor([0, 200, 77])] * 0.8 + 0.3 * torch.randn(3, f * h * w, generator=gen, dtype=torch.float64)
+    abar = float(bb.make_scheduler().alphas_cumprod[t])
+    got = bb.vdm(x.reshape(3, 1, f, h, w), t, masks).reshape(3, -1)
+    torch.testing.assert_close(got, _brute_eps_weighted(means, x, abar, 0.2, log_w), rtol=1e-9, atol=1e-9)
+    # the smoothing is an error that grows as the noise falls: none at t = 999, large at t = 0
+    exact = _brute_eps_weighted(means, x, abar, 0.05, log_w)
+    error = float((got - exact).norm() / exact.norm())
+    if t == 999:
+        assert error < 1e-3, error
+    if t == 0:
+        assert error > 0.05, error
+
+
+@pytest.mark.parametrize("t", [0, 500, 999])
+def test_biased_idm_is_the_exact_score_with_a_position_prior(t):
+    from ivmixed.backbones.toyworld import position_preference
+
+    bb = ToyBackbone(idm_bias=1.5, leak=0.2)
+    f, h, w = 2, 6, 5
+    bumps = _bump_matrix(h, w, bb.world.blob_width, torch.float64, "cpu")
+    frames = torch.cat([sign * bb.world.contrast * bumps for sign in APPEARANCES.values()])  # (A·P, H·W)
+    app = torch.stack([parse_prompt(p).mask().any(1) for p in ["a bright blob", ""]])
+    x = 0.7 * torch.randn(2, 1, f, h, w, generator=torch.Generator().manual_seed(t), dtype=torch.float64)
+    got = bb.idm(x, t, app)
+    abar = float(bb.make_scheduler().alphas_cumprod[t])
+    prior = 1.5 * position_preference(h, w).repeat(len(APPEARANCES))  # (A·P,)
+    for clip in range(2):
+        log_w = prior + torch.where(app[clip][:, None].expand(-1, h * w).reshape(-1), 0.0, math.log(0.2)).to(torch.float64)
+        want = _brute_eps_weighted(frames, x[clip, 0].reshape(f, -1), abar, bb.world.spread, log_w.expand(f, -1))
+        torch.testing.assert_close(got[clip, 0].reshape(f, -1), want, rtol=1e-9, atol=1e-9)
+
+
+def test_leak_makes_guidance_matter():
+    # with exact scores the conditional term settles the prompt at any ω; with leak 1 the prompt is ignored
+    kw = dict(program="origin", seed=0, steps=10, frames=4, progress=False)
+    prompts = all_prompts()
+    exact = ToyBackbone().generate(prompts, guidance=1.0, **kw).metrics["prompt_accuracy"]
+    deaf = ToyBackbone(leak=1.0).generate(prompts, guidance=7.5, **kw).metrics["prompt_accuracy"]
+    leaky_1 = ToyBackbone(leak=0.5).generate(prompts, guidance=1.0, **kw).latents
+    leaky_8 = ToyBackbone(leak=0.5).generate(prompts, guidance=8.0, **kw).latents
+    assert exact == 1.0 and deaf < 0.5
+    assert float((leaky_1 - leaky_8).abs().max()) > 0.1
+
+
+# -- temporal compression -------------------------------------------------------------------------------
+
+
+def _compressed_clips(world, frames, h, w, degraded):
+    """Every component mean of a compressed world by brute force: render the frames, average the groups."""
+    clips = _all_clips(world, frames, h, w, degraded).reshape(-1, frames, h * w)
+    k = world.temporal_compression
+    groups = [[0]] + [list(range(1 + j * k, 1 + (j + 1) * k)) for j in range((frames - 1) // k)]
+    return torch.stack([clips[:, g].mean(1) for g in groups], 1).reshape(clips.shape[0], -1)
+
+
+@pytest.mark.parametrize("t", [0, 400, 999])
+def test_compressed_vdm_is_the_exact_score_of_the_compressed_world(t):
+    bb = ToyBackbone(temporal_compression=2, frames=5, background=0.1, spread=0.2, leak=0.1)
+    f, h, w = 5, 5, 6
+    means = _compressed_clips(bb.world, f, h, w, degraded=True)  # (K, 3·H·W)
+    masks = torch.stack([parse_prompt(p).mask() for p in ["a bright blob moving left", ""]])
+    allowed = masks[:, :, :, None].expand(-1, -1, -1, h * w).reshape(2, -1)
+    log_w = torch.where(allowed, 0.0, math.log(0.1)).to(torch.float64)
+    x = means[torch.tensor([3, 100])] + 0.3 * torch.randn(2, means.shape[1], generator=torch.Generator().manual_seed(t), dtype=torch.float64)
+    abar = float(bb.make_scheduler().alphas_cumprod[t])
+    got = bb.vdm(x.reshape(2, 1, 3, h, w), t, masks).reshape(2, -1)
+    torch.testing.assert_close(got, _brute_eps_weighted(means, x, abar, 0.2, log_w), rtol=1e-9, atol=1e-9)
+
+
+def test_compressed_world_latents_metrics_and_cost():
+    bb = ToyBackbone(world="compressed")
+    prompts = all_prompts()
+    truth = bb.render(prompts, torch.arange(8) * 29)
+    assert truth.shape == (8, 1, 5, 16, 16)
+    m = bb.clip_metrics(truth, prompts)
+    assert float(m["frame_error"].max()) < 1e-7 and float(m["video_error"].max()) < 1e-7
+    assert m["coherence"].tolist() == [1.0] * 8 and m["prompt_accuracy"].tolist() == [1.0] * 8
+    backwards = bb.render(["a bright blob moving left"], torch.tensor([17]))
+    m = bb.clip_metrics(backwards, ["a bright blob moving right"])
+    assert m["frame_error"].item() < 1e-7 and m["coherence"].item() == 0.0 and m["prompt_accuracy"].item() == 0.0
+    # the IDM sees 5 latent frames per clip, and that is what the manifest counts
+    bb.idm = _Counter(bb.idm, per_frame=True)
+    video = bb.generate(prompts[:2], program="IV-IV", seed=0, steps=4, progress=False)
+    assert video.latents.shape == (2, 1, 5, 16, 16) and video.settings["frames"] == 17
+    assert video.cost["idm_image_evals"] == bb.idm.count // 2 == parse("IV-IV").cost(num_steps=4, num_frames=5).idm_image_evals
+    with pytest.raises(ValueError, match="1 \\+ 4·n frames"):
+        bb.generate(prompts[0], frames=8, steps=2, progress=False)
+
+
+# -- distribution metrics ---------------------------------------------------------------------------------
+
+
+def test_distribution_metric_puts_true_samples_at_the_floor():
+    bb = ToyBackbone(frames=4)
+    prompts = all_prompts()[:2] * 12  # 12 clips per prompt
+    truth = bb.true_samples(prompts, seed=5)
+    d = bb.distribution_metrics(truth, prompts)
+    assert len(d["energy_distance"]) == 2 and len(d["spread_ratio"]) == 2
+    # true samples against the (independent) reference set: at the floor, and the right spread
+    assert all(abs(e) < 0.004 for e in d["energy_distance"]), d
+    assert all(0.85 < r < 1.15 for r in d["spread_ratio"]), d
+    # the same trajectories without their noise: sharper frames, but no spread, and far from the true distribution
+    from ivmixed.backbones.toyworld import nearest_trajectories
+
+    starts = nearest_trajectories(bb.world, truth, prompts)[:, 2]
+    clean = bb.render(prompts, starts)
+    assert float(bb.clip_metrics(clean, prompts)["frame_error"].mean()) < float(bb.clip_metrics(truth, prompts)["frame_error"].mean())
+    c = bb.distribution_metrics(clean, prompts)
+    assert all(r < 0.01 for r in c["spread_ratio"]) and min(c["energy_distance"]) > 10 * max(abs(e) for e in d["energy_distance"])
+    # twice the noise: spread ratio about 2
+    noisy = clean + 2 * (truth - clean)
+    assert all(1.7 < r < 2.3 for r in bb.distribution_metrics(noisy, prompts)["spread_ratio"])
+    # a prompt with one clip has no within-prompt distances: NaN, not a number
+    assert math.isnan(bb.distribution_metrics(truth[:1], prompts[:1])["energy_distance"][0])
+
+
+def test_distribution_metrics_of_a_compressed_world():
+    bb = ToyBackbone(temporal_compression=2, frames=5)
+    prompts = all_prompts()[:1] * 6
+    truth = bb.true_samples(prompts, seed=2)
+    assert truth.shape == (6, 1, 3, 16, 16)
+    d = bb.distribution_metrics(truth, prompts)
+    assert abs(d["energy_distance"][0]) < 0.01 and 0.7 < d["spread_ratio"][0] < 1.3, d

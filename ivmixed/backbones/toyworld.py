@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ __all__ = [
     "vocabulary",
     "all_prompts",
     "clip_metrics",
+    "compress",
     "distribution_metrics",
     "nearest_trajectories",
     "position_preference",
@@ -159,6 +161,7 @@ def make_scheduler(beta_start: float = 1e-4, beta_end: float = 0.02, num_train_t
 #: named worlds; ``ToyWorld.named(name, **overrides)``. Mismatch is two numbers, the VDM's blob width (blur)
 #: and its contrast; ``default`` and ``large-mismatch`` derive both from the one ``mismatch`` knob.
 WORLDS: dict[str, dict[str, Any]] = {
+    # (the exact-model worlds first; ``compressed`` is ``learned`` seen through a Wan-style video VAE)
     # exact models, mild mismatch: the VDM's blob is 1.5× wider (1.5 px) and 2/3 as bright (0.6)
     "default": {"mismatch": 0.5},
     # exact models, large mismatch: the VDM's blob is 2× wider (2 px) and half as bright (0.45)
@@ -167,6 +170,9 @@ WORLDS: dict[str, dict[str, Any]] = {
     # smooths fine detail (it assumes twice the spread), an IDM that prefers some positions in every frame,
     # and prompts that the conditional scores only partly separate (so that guidance matters)
     "learned": {"vdm_blob_width": 1.5, "vdm_contrast": 0.6, "vdm_spread": 0.1, "idm_bias": 1.0, "leak": 0.25},
+    # the learned world with temporal compression 4 (Wan 2.1's VAE): 17 frames in 5 latent frames
+    "compressed": {"vdm_blob_width": 1.5, "vdm_contrast": 0.6, "vdm_spread": 0.1, "idm_bias": 1.0, "leak": 0.25,
+                   "temporal_compression": 4, "frames": 17},
 }
 
 
@@ -193,6 +199,11 @@ class ToyWorld:
         leak: λ in [0, 1], limited prompt fidelity: both conditional scores give the components the prompt
             does not allow weight λ instead of 0 (0: exact; 1: the prompt is ignored), so classifier-free
             guidance is what separates the prompts.
+        temporal_compression: k ≥ 1, frames per latent frame, as a video VAE packs them: the first frame stays
+            alone and every later group of k frames is averaged into one latent frame, so F = 1 + k·n frames
+            make 1 + n latent frames (Wan 2.1: k = 4). The true world, the VDM and the metrics live in that
+            latent space (a clip's latents are its compressed frames plus N(0, τ²) noise); the IDM stays the
+            score of single sharp frames, so it sees every compressed frame as if it were one.
     """
 
     frames: int = 8
@@ -211,9 +222,10 @@ class ToyWorld:
     vdm_spread: float | None = None
     idm_bias: float = 0.0
     leak: float = 0.0
+    temporal_compression: int = 1
 
     def __post_init__(self):
-        for name in ("frames", "height", "width", "speed"):
+        for name in ("frames", "height", "width", "speed", "temporal_compression"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"toy world: {name} must be an integer >= 1, got {value!r}")
@@ -232,6 +244,24 @@ class ToyWorld:
             raise ValueError(f"toy world: leak must be between 0 and 1, got {self.leak!r}")
         if not 0 < self.beta_start < self.beta_end < 1:
             raise ValueError(f"toy world: need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        self.latent_frames(self.frames)
+
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames of an ``frames``-frame clip: ``frames`` itself, or 1 + (frames − 1)/k with compression k."""
+        k = self.temporal_compression
+        if k == 1:
+            return frames
+        if (frames - 1) % k:
+            n = (frames - 1) // k
+            raise ValueError(
+                f"toy world: with temporal_compression {k} a clip has 1 + {k}·n frames (the first alone, then groups of {k}); "
+                f"{frames} frames is not of that form: use {1 + k * n} or {1 + k * (n + 1)} (e.g. --frames {1 + k * (n + 1)})"
+            )
+        return 1 + (frames - 1) // k
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        """Frames of a clip whose latents have ``latent_frames`` frames (the inverse of :meth:`latent_frames`)."""
+        return 1 + self.temporal_compression * (latent_frames - 1)
 
     @classmethod
     def named(cls, world: str = "default", **overrides) -> "ToyWorld":
@@ -283,8 +313,12 @@ class ToyWorld:
 # ------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
 def _bump_matrix(height: int, width: int, blob_width: float, dtype, device) -> torch.Tensor:
-    """``B[p, q]`` = unit-peak Gaussian bump centred at pixel p, evaluated at pixel q, on the torus (symmetric)."""
+    """``B[p, q]`` = unit-peak Gaussian bump centred at pixel p, evaluated at pixel q, on the torus (symmetric).
+
+    Cached: callers only read it.
+    """
     rows = torch.arange(height, dtype=torch.float64)
     cols = torch.arange(width, dtype=torch.float64)
     dr = (rows[:, None] - rows[None, :]).abs()
@@ -432,6 +466,8 @@ class VideoScore(_MixtureScore):
         return self._cache[key]
 
     def _eps(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+        if self.world.temporal_compression > 1:
+            return self._eps_compressed(x, t, cond)
         n, c, f, h, w = x.shape
         geo, bumps = self.geometry(f, h, w), self.bumps(h, w)
         alpha, s, v = self.levels(t)
@@ -451,6 +487,24 @@ class VideoScore(_MixtureScore):
         mean = blurred.index_select(1, geo.place).reshape(rows, num_dirs, f, pixels).sum(1) + self.world.background
         eps = s * (xx.reshape(rows, f, h * w) - alpha * mean) / v
         return eps.reshape(n, c, f, h, w).to(x.dtype)
+
+    def _eps_compressed(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+        """The same mixture over compressed trajectories, with every template explicit: ``(A·D·P, L·P)`` matmuls."""
+        n, c, lat, h, w = x.shape
+        templates = _templates(self.world, lat, h, w, True, self.dtype, self.device)  # (A, D, P, L·P), signed
+        alpha, s, v = self.levels(t)
+        xx = x.to(self.dtype)
+        y = (xx - alpha * self.world.background).reshape(n * c, -1)  # (R, L·P)
+        flat = templates.reshape(-1, y.shape[1])  # (K, L·P)
+        key = ("norms", lat, h, w)
+        if key not in self._cache:
+            self._cache[key] = (flat**2).sum(-1)[None]
+        logits = ((alpha * (y @ flat.T) - 0.5 * alpha**2 * self._cache[key]) / v).reshape(-1, *templates.shape[:3])
+        allowed = cond.to(self.device).repeat_interleave(c, 0)[..., None]  # (R, A, D, 1)
+        r = _softmax(self._prompted(logits, allowed).reshape(y.shape[0], -1))  # (R, K)
+        mean = r @ flat + self.world.background
+        eps = s * (xx.reshape(y.shape) - alpha * mean) / v
+        return eps.reshape(n, c, lat, h, w).to(x.dtype)
 
 
 class ImageScore(_MixtureScore):
@@ -496,6 +550,77 @@ class ImageScore(_MixtureScore):
 # ------------------------------------------------------------------------------------------------
 
 
+def _groups(world: ToyWorld, latent_frames: int) -> list[list[int]]:
+    """The frames averaged into each latent frame: [0], [1..k], [k+1..2k], …"""
+    k = world.temporal_compression
+    return [[0]] + [list(range(1 + j * k, 1 + (j + 1) * k)) for j in range(latent_frames - 1)]
+
+
+def compress(world: ToyWorld, clips: torch.Tensor) -> torch.Tensor:
+    """Frames ``(B, C, F, H, W)`` -> latents ``(B, C, L, H, W)``: the first frame, then every group of k frames averaged."""
+    if world.temporal_compression == 1:
+        return clips
+    latent = world.latent_frames(clips.shape[2])
+    return torch.stack([clips[:, :, g].mean(2) for g in _groups(world, latent)], 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _templates(world: ToyWorld, latent_frames: int, height: int, width: int, degraded: bool, dtype, device) -> torch.Tensor:
+    """Every noise-free compressed trajectory, ``(A, D, P, L·P)`` without the background (compression only).
+
+    Frame f of trajectory (a, d, p0) is ``sign_a·contrast·B[p0 + f·d]``; the latent frames are group means.
+    """
+    f = world.pixel_frames(latent_frames)
+    blob_width, contrast = world.vdm_blob if degraded else world.idm_blob
+    bumps = _bump_matrix(height, width, blob_width, torch.float64, "cpu")
+    geo = _Geometry.build(f, height, width, world.speed, "cpu")
+    pixels, dirs = height * width, len(DIRECTIONS)
+    frames = bumps[geo.traj]  # (F, D·P, P)
+    latent = torch.stack([frames[g].mean(0) for g in _groups(world, latent_frames)], 0)  # (L, D·P, P)
+    latent = latent.reshape(latent_frames, dirs, pixels, pixels).permute(1, 2, 0, 3).reshape(dirs, pixels, latent_frames * pixels)
+    amp = torch.tensor(list(APPEARANCES.values()), dtype=torch.float64) * contrast
+    return (amp[:, None, None, None] * latent[None]).to(device=device, dtype=dtype)
+
+
+def _compressed_metrics(world: ToyWorld, x: torch.Tensor, allowed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`clip_metrics` in the latent space of a compressed world, against every compressed true trajectory."""
+    b, _, lat, h, w = x.shape
+    pixels, dirs, apps = h * w, len(DIRECTIONS), len(APPEARANCES)
+    t = _templates(world, lat, h, w, False, torch.float64, "cpu")  # (A, D, P0, L·P)
+    y = (x - world.background).reshape(b, lat * pixels)
+    frames_t = t.reshape(apps * dirs * pixels, lat, pixels)  # (K, L, P)
+    # per latent frame: the nearest compressed true frame of a prompted appearance (any direction and position)
+    yf = y.reshape(b, lat, pixels)
+    d2 = (yf**2).sum(-1)[:, :, None] - 2 * torch.einsum("blp,klp->blk", yf, frames_t) + (frames_t**2).sum(-1).T[None]
+    app_ok = allowed.any(2)[:, :, None, None].expand(b, apps, dirs, pixels).reshape(b, 1, -1)  # (B, 1, K)
+    best, where = d2.masked_fill(~app_ok, float("inf")).min(-1)  # (B, L)
+    frame_error = (best.clamp_min(0) / pixels).sqrt().mean(1)
+    if lat > 1:
+        # the blob's position in a latent frame is the centre of its streak (a streak and its reverse are the same
+        # frame), in doubled pixel units so that it stays an integer; consecutive latent frames must move by the
+        # distance between their groups' mean frames times ``speed`` along a prompted direction
+        direction, start = (where // pixels) % dirs, where % pixels
+        groups = _groups(world, lat)
+        mid2 = torch.tensor([2 * g[0] + len(g) - 1 for g in groups])  # twice each group's mean frame
+        moves = torch.tensor(list(DIRECTIONS.values()))  # (D, 2)
+        step = moves[direction] * world.speed * mid2[None, :, None]  # (B, L, 2)
+        rows = (2 * (start // w) + step[..., 0]) % (2 * h)
+        cols = (2 * (start % w) + step[..., 1]) % (2 * w)
+        gap = (mid2[1:] - mid2[:-1]) * world.speed  # (L-1,)
+        d_r, d_c = (rows[:, 1:] - rows[:, :-1]) % (2 * h), (cols[:, 1:] - cols[:, :-1]) % (2 * w)
+        hit = (d_r[..., None] == (moves[:, 0][None, None] * gap[None, :, None]) % (2 * h)) & (
+            d_c[..., None] == (moves[:, 1][None, None] * gap[None, :, None]) % (2 * w))  # (B, L-1, D)
+        coherence = (hit & allowed.any(1)[:, None, :]).any(-1).to(torch.float64).mean(1)
+    else:
+        coherence = torch.full((b,), float("nan"), dtype=torch.float64)
+    flat_t = t.reshape(-1, lat * pixels)
+    clip_d2 = (y**2).sum(-1)[:, None] - 2 * y @ flat_t.T + (flat_t**2).sum(-1)[None]  # (B, K)
+    prompted = allowed[..., None].expand(-1, -1, -1, pixels).reshape(b, -1)
+    video_error = (clip_d2.masked_fill(~prompted, float("inf")).min(1).values.clamp_min(0) / (lat * pixels)).sqrt()
+    prompt_accuracy = prompted.gather(1, clip_d2.argmin(1)[:, None]).squeeze(1).to(torch.float64)
+    return {"frame_error": frame_error, "coherence": coherence, "video_error": video_error, "prompt_accuracy": prompt_accuracy}
+
+
 def clip_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
     """The four toy metrics of every clip, against the *true* (sharp) world.
 
@@ -512,6 +637,11 @@ def clip_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str]) -> di
 
     A clip drawn from the true world itself scores about ``spread`` on both errors (slightly less, because
     the nearest template is chosen), coherence 1 and prompt accuracy 1.
+
+    With temporal compression k the clips are latents and every measure is taken in latent space against the
+    compressed true world: a latent frame against the nearest compressed true frame (a streak of k blobs), the
+    blob's position is the centre of that streak, and consecutive latent frames must move by the number of
+    frames between their groups' mean frames ((k + 1)/2, then k) times ``speed``.
     """
     x = clips.detach().to("cpu", torch.float64)
     b, c, f, h, w = x.shape
@@ -521,6 +651,8 @@ def clip_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str]) -> di
         raise ValueError(f"got {len(prompts)} prompts for {b} clips")
     sets = [parse_prompt(p) for p in prompts]
     allowed = torch.stack([s.mask() for s in sets])  # (B, A, D)
+    if world.temporal_compression > 1:
+        return _compressed_metrics(world, x, allowed)
     bumps = _bump_matrix(h, w, world.blob_width, torch.float64, "cpu")
     geo = _Geometry.build(f, h, w, world.speed, "cpu")
     amp = torch.tensor(list(APPEARANCES.values()), dtype=torch.float64) * world.contrast  # (A,)
@@ -578,11 +710,17 @@ def nearest_trajectories(world: ToyWorld, clips: torch.Tensor, prompts: list[str
     if c != 1:
         raise ValueError(f"toy clips have one channel, got {c}")
     allowed = torch.stack([parse_prompt(p).mask() for p in prompts])
-    bumps = _bump_matrix(h, w, world.blob_width, torch.float64, "cpu")
-    geo = _Geometry.build(f, h, w, world.speed, "cpu")
-    amp = torch.tensor(list(APPEARANCES.values()), dtype=torch.float64) * world.contrast
-    y = (x - world.background).reshape(b, f, h * w)
-    flat, prompted = _trajectory_distances(y, y @ bumps, allowed, amp, geo, float(bumps[0] @ bumps[0]))
+    if world.temporal_compression > 1:
+        t = _templates(world, f, h, w, False, torch.float64, "cpu").reshape(-1, f * h * w)
+        y = (x - world.background).reshape(b, -1)
+        flat = (y**2).sum(-1)[:, None] - 2 * y @ t.T + (t**2).sum(-1)[None]
+        prompted = allowed[..., None].expand(-1, -1, -1, h * w).reshape(b, -1)
+    else:
+        bumps = _bump_matrix(h, w, world.blob_width, torch.float64, "cpu")
+        geo = _Geometry.build(f, h, w, world.speed, "cpu")
+        amp = torch.tensor(list(APPEARANCES.values()), dtype=torch.float64) * world.contrast
+        y = (x - world.background).reshape(b, f, h * w)
+        flat, prompted = _trajectory_distances(y, y @ bumps, allowed, amp, geo, float(bumps[0] @ bumps[0]))
     k = flat.masked_fill(~prompted, float("inf")).argmin(1)
     pixels, dirs = h * w, len(DIRECTIONS)
     return torch.stack([k // (dirs * pixels), (k // pixels) % dirs, k % pixels], 1)
@@ -593,9 +731,11 @@ def true_samples(world: ToyWorld, prompts: list[str], generator: torch.Generator
     """Exact samples ``(B, 1, F, H, W)`` (float64) of the true world, one per prompt.
 
     Each draws a component uniformly among those the prompt allows (an allowed appearance and direction, a start
-    pixel) and adds N(0, τ²) noise per pixel: what a perfect sampler would return.
+    pixel) and adds N(0, τ²) noise per pixel: what a perfect sampler would return. With temporal compression the
+    samples are latents ``(B, 1, L, H, W)`` (``frames`` counts the clip's frames) and the noise is added to them.
     """
     f, h, w = frames or world.frames, height or world.height, width or world.width
+    lat = world.latent_frames(f)
     pixels = h * w
     bumps = _bump_matrix(h, w, world.blob_width, torch.float64, "cpu")
     geo = _Geometry.build(f, h, w, world.speed, "cpu")
@@ -603,14 +743,14 @@ def true_samples(world: ToyWorld, prompts: list[str], generator: torch.Generator
     pairs = [parse_prompt(p).mask().flatten().nonzero().flatten() for p in prompts]  # allowed a·D + d
     pick = torch.randint(0, 2**31 - 1, (len(prompts),), generator=generator)
     starts = torch.randint(0, pixels, (len(prompts),), generator=generator)
-    noise = torch.randn((len(prompts), 1, f, h, w), generator=generator, dtype=torch.float64)
+    noise = torch.randn((len(prompts), 1, lat, h, w), generator=generator, dtype=torch.float64)
     out = []
     for allowed, k, p0 in zip(pairs, pick.tolist(), starts.tolist()):
         pair = int(allowed[k % len(allowed)])
         a, d = divmod(pair, len(DIRECTIONS))
         frames_ = world.background + amp[a] * bumps[geo.traj[:, d * pixels + p0]]  # (F, P)
         out.append(frames_.reshape(1, f, h, w))
-    return torch.stack(out) + world.spread * noise
+    return compress(world, torch.stack(out)) + world.spread * noise
 
 
 def _aligned(world: ToyWorld, clips: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -643,7 +783,8 @@ def distribution_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str
     """Distribution-level metrics per distinct prompt: the toy's analogue of FVD, and the spread ratio.
 
     For each prompt, the clips generated for it are compared with ``reference`` exact samples of the true
-    world for it (:func:`true_samples`, generator seeded with ``seed``: the same set for every call). The
+    world for it (:func:`true_samples`, generator seeded from ``seed`` and the prompt: the same set for every
+    call). The
     feature map is translation on the torus: every clip is rolled so that its nearest prompted true trajectory
     starts at pixel 0, so the features keep the blob's shape, its motion and the leftover noise, and drop only
     the start position (uniform in the true world). With d(x, y) the RMS pixel distance,
@@ -661,26 +802,35 @@ def distribution_metrics(world: ToyWorld, clips: torch.Tensor, prompts: list[str
     if len(prompts) != clips.shape[0]:
         raise ValueError(f"got {len(prompts)} prompts for {clips.shape[0]} clips")
     _, _, f, h, w = clips.shape
-    generator = torch.Generator("cpu").manual_seed(seed)
+    features, groups = _aligned(world, clips, list(prompts))
     out: dict[str, list[float]] = {"energy_distance": [], "spread_ratio": []}
     for prompt in dict.fromkeys(prompts):
         index = torch.tensor([i for i, p in enumerate(prompts) if p == prompt])
-        ref = true_samples(world, [prompt] * reference, generator, frames=f, height=h, width=w)
-        x, gx = _aligned(world, clips[index], [prompt] * len(index))
-        y, gy = _aligned(world, ref, [prompt] * reference)
-        n, m, dim = len(x), len(y), x.shape[1]
+        x, gx = features[index], groups[index]
+        y, dyy, var_y = _reference(world, prompt, world.pixel_frames(f), h, w, reference, seed)
+        n, dim = len(x), x.shape[1]
         if n < 2:
             out["energy_distance"].append(float("nan"))
             out["spread_ratio"].append(float("nan"))
             continue
         dxy = torch.cdist(x, y).mean()
         dxx = torch.cdist(x, x).sum() / (n * (n - 1))
-        dyy = torch.cdist(y, y).sum() / (m * (m - 1))
         out["energy_distance"].append(float(2 * dxy - dxx - dyy) / math.sqrt(dim))
         var_x, _ = _within_variance(x, gx)
-        var_y, _ = _within_variance(y, gy)
         out["spread_ratio"].append(math.sqrt(var_x / var_y))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(world: ToyWorld, prompt: str, frames: int, height: int, width: int, reference: int, seed: int):
+    """Aligned reference samples of one prompt, their mean pairwise distance and within-component variance (cached:
+    every program of a sweep is compared with the same set). The generator is seeded per prompt."""
+    generator = torch.Generator("cpu").manual_seed(seed + sum(map(ord, prompt)) * 7919)
+    ref = true_samples(world, [prompt] * reference, generator, frames=frames, height=height, width=width)
+    y, gy = _aligned(world, ref, [prompt] * reference)
+    m = len(y)
+    dyy = float(torch.cdist(y, y).sum() / (m * (m - 1)))
+    return y, dyy, _within_variance(y, gy)[0]
 
 
 def render(world: ToyWorld, prompts: list[str], starts: torch.Tensor, *, frames: int | None = None, height: int | None = None,
@@ -688,6 +838,7 @@ def render(world: ToyWorld, prompts: list[str], starts: torch.Tensor, *, frames:
     """Noise-free clips ``(B, 1, F, H, W)`` (float64) of each prompt's (first allowed) appearance and direction.
 
     ``starts``: ``(B,)`` flat start pixels. ``degraded=True`` renders the VDM's blob instead of the true one.
+    With temporal compression the clips are compressed to latents ``(B, 1, L, H, W)``.
     """
     f, h, w = frames or world.frames, height or world.height, width or world.width
     blob_width, contrast = world.vdm_blob if degraded else world.idm_blob
@@ -701,7 +852,7 @@ def render(world: ToyWorld, prompts: list[str], starts: torch.Tensor, *, frames:
         pixels = geo.traj[:, d * h * w + int(p0)]  # (F,)
         frames_ = world.background + APPEARANCES[s.appearances[0]] * contrast * bumps[pixels]  # (F, P)
         out.append(frames_.reshape(1, f, h, w))
-    return torch.stack(out)
+    return compress(world, torch.stack(out))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -717,7 +868,7 @@ class ToyBackbone(Backbone):
     Options (all optional): ``world`` (``"default"``, ``"large-mismatch"`` or ``"learned"``), any :class:`ToyWorld`
     parameter (``frames``, ``height``, ``width``, ``blob_width``, ``contrast``, ``background``, ``spread``, ``mismatch``,
     ``vdm_blob_width``, ``vdm_contrast``, ``speed``, ``beta_start``, ``beta_end``, ``vdm_spread``, ``idm_bias``,
-    ``leak``), ``guidance`` (ω of the
+    ``leak``, ``temporal_compression``; named worlds also ``"compressed"``), ``guidance`` (ω of the
     standard step, default 7.5), ``steps`` (default 50), ``program`` (default ``IV-IV``), ``fps`` (default 4),
     ``dtype`` (``float64`` default, exact to ~1e-12; ``float32`` agrees to ~1e-6 relative), ``device``, and ``threads``
     (torch intra-op threads while a score is evaluated, default 1: the world's tensors are so small that
@@ -748,6 +899,7 @@ class ToyBackbone(Backbone):
         vdm_spread: float | None = None,
         idm_bias: float | None = None,
         leak: float | None = None,
+        temporal_compression: int | None = None,
         guidance: float = 7.5,
         steps: int = 50,
         program: str = "IV-IV",
@@ -774,6 +926,7 @@ class ToyBackbone(Backbone):
             vdm_spread=vdm_spread,
             idm_bias=idm_bias,
             leak=leak,
+            temporal_compression=temporal_compression,
         )
         self.world_name = world
         if isinstance(dtype, torch.dtype):
@@ -805,8 +958,21 @@ class ToyBackbone(Backbone):
         vdm = torch.stack([s.mask() for s in sets]).to(self.device)
         return Conditioning(idm=vdm.any(2), vdm=vdm, prompts=list(prompts), negative_prompts=list(negative_prompts))
 
+    def check_request(self, *, frames: int, height: int, width: int, steps: int) -> None:
+        super().check_request(frames=frames, height=height, width=width, steps=steps)
+        self.world.latent_frames(frames)  # with temporal compression, frames must be 1 + k·n
+
+    def generate(self, prompt, **kwargs):
+        """:meth:`Backbone.generate`; with temporal compression the IDM's cost counts the latent frames it sees."""
+        video = super().generate(prompt, **kwargs)
+        if self.world.temporal_compression > 1:
+            frames = self.world.latent_frames(video.settings["frames"])
+            video.cost = video.program.cost(num_steps=video.settings["steps"], num_frames=frames).as_dict()
+        return video
+
     def initial_latents(self, batch: int, frames: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         # diffusers' randn_tensor with a CPU generator: float32 draws on the CPU, then moved and cast
+        frames = self.world.latent_frames(frames)  # the latent frames (the frames themselves without compression)
         noise = torch.randn((batch, 1, frames, height, width), generator=generator, device="cpu", dtype=torch.float32)
         return noise.to(self.device, self.dtype)
 
