@@ -193,10 +193,6 @@ class FlowSchedule:
             out.append(replace(sub, t_from=t_from, t_to=t_to))
         return tuple(out)
 
-    def same_as(self, other) -> bool:
-        """Two flow schedules can share a zigzag when their time axes agree (the shift is a sampling choice)."""
-        return isinstance(other, FlowSchedule) and other.num_train_timesteps == self.num_train_timesteps
-
 
 def split_prediction(out: torch.Tensor, x: torch.Tensor, level, schedule, prediction_type: str | None = None):
     """Convert a network output at ``(x, level)`` to the pair (x̂0, ε̂) with x = a·x̂0 + s·ε̂.

@@ -182,3 +182,68 @@ def test_explain_reads_the_model_folders_scheduler_and_shift(wan_folder, capsys)
     info, text = WanBackbone.explain_plan(ivmixed.parse("V-V"), num_steps=4, num_frames=5, model=str(wan_folder), flow_shift=5.0)
     assert info["flow_shift"] == 5.0 and f"scheduler config of {wan_folder}" in text
     assert info["steps"][1]["sigma"] == pytest.approx(5 * 0.75025 / (1 + 4 * 0.75025), abs=1e-4)
+
+
+# -- the experimental image model: Qwen-Image on Wan's latent space --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen_folder(tmp_path_factory):
+    from ivmixed.testing.tiny import save_qwen_image
+
+    return save_qwen_image(tmp_path_factory.mktemp("qwen") / "qwen_image", seed=40)
+
+
+@pytest.fixture(scope="module")
+def mixed(wan_folder, qwen_folder):
+    return ivmixed.load("wan", model=str(wan_folder), image_model=str(qwen_folder), device="cpu")
+
+
+def test_image_model_score_equals_a_stock_qwen_image_step(qwen_folder, mixed):
+    """One Euler step of the stock QwenImagePipeline from σ = 1 (no CFG) is x − v: our adapter must give that v."""
+    from diffusers import QwenImagePipeline
+
+    stock = QwenImagePipeline.from_pretrained(str(qwen_folder))
+    stock.set_progress_bar_config(disable=True)
+    x = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(0))
+    packed = QwenImagePipeline._pack_latents(x, 1, 16, 4, 4)
+    out = stock("a cat", height=32, width=32, num_inference_steps=1, latents=packed, output_type="latent", true_cfg_scale=1.0).images
+    expected = QwenImagePipeline._unpack_latents(out, 32, 32, 8)[:, :, 0]
+    embeds, mask = mixed.image.encode(["a cat"], ["a cat"])
+    velocity = mixed.idm.image_eps(x, 1000.0, (embeds[1:], None if mask is None else mask[1:]))
+    gap = (x - velocity - expected).abs().max().item()
+    print(f"Qwen-Image adapter vs stock QwenImagePipeline step: max |Δ| = {gap:.3g}")
+    assert gap <= 1e-5, gap
+    assert velocity.abs().max().item() > 1e-2
+
+
+@pytest.mark.parametrize("program", ["I-I", "IV-IV", "RR-II"])
+def test_i_forms_run_with_the_image_model(mixed, program, monkeypatch):
+    from ivmixed.testing import CountingScoreModel
+
+    origin = mixed.generate("a cat", program="origin", seed=1, decode=False, **SMALL)
+    idm, vdm = CountingScoreModel(mixed.idm, per_frame=True), CountingScoreModel(mixed.vdm, per_frame=False)
+    monkeypatch.setattr(mixed, "idm", idm)
+    monkeypatch.setattr(mixed, "vdm", vdm)
+    video = mixed.generate(["a cat", "a dog"], program=program, seed=1, negative_prompt="static", **SMALL)
+    assert np.isfinite(video.frames).all()
+    assert (video.latents[:1] - origin.latents).abs().max().item() > 1e-3
+    # the image model sees the 2 latent frames of a 5-frame clip; the cost is per video
+    assert video.settings["latent_frames"] == 2
+    assert video.cost == {"idm_image_evals": idm.rows // 2, "vdm_clip_evals": vdm.rows // 2}
+    assert video.cost["idm_image_evals"] > 0
+
+
+def test_pair_check_extends_to_latent_normalisation(wan_folder, qwen_folder, tmp_path):
+    import shutil
+
+    other = tmp_path / "qwen_other_std"
+    shutil.copytree(qwen_folder, other)
+    vae_file = other / "vae" / "config.json"
+    vae = json.loads(vae_file.read_text())
+    vae["latents_std"] = [value * 1.5 if i == 3 else value for i, value in enumerate(vae["latents_std"])]
+    vae_file.write_text(json.dumps(vae))
+    with pytest.raises(ivmixed.backbones.base.IncompatibleModels, match=r"normalise latents differently \(latents_std: channel 3 differs"):
+        ivmixed.load("wan", model=str(wan_folder), image_model=str(other), device="cpu")
+    with pytest.raises(ivmixed.backbones.base.IncompatibleModels, match="is a WanPipeline, not a QwenImagePipeline"):
+        ivmixed.load("wan", model=str(wan_folder), image_model=str(wan_folder), device="cpu")

@@ -35,9 +35,12 @@ def explain_flow(
     """The plan of ``program`` on a flow backbone as JSON-ready data (the keys of :func:`ivmixed.program.explain`
     plus the flow schedule, σ and network timestep of every level).
 
-    ``scheduler`` is the backbone's standard-step scheduler (configured here with ``set_timesteps``).
+    ``scheduler`` is the backbone's standard-step scheduler (configured here with ``set_timesteps``). With
+    ``latent_frames`` (a VAE that compresses time) the IDM's image evaluations count latent frames.
     """
-    cost = program.cost(num_steps, num_frames)  # validates
+    program.cost(num_steps, num_frames)  # validates
+    # the image model sees one image per latent frame
+    cost = program.cost(num_steps, num_frames if latent_frames is None else latent_frames)
     scheduler.set_timesteps(num_steps)
     levels = schedule.grid_levels(scheduler)
     timesteps = [int(t) for t in scheduler.timesteps]
@@ -109,8 +112,9 @@ def format_flow_explain(info: dict[str, Any]) -> str:
         f"steps    {n}, {frames}, sub-step delta = {big_t} // {n} = {info['delta']} on the level axis tau",
         f"levels   sigma(tau) = {shift:g}*u / (1 + {shift - 1:g}*u), u = tau / {big_t}; the network sees timestep sigma*{big_t}",
         f"forms    {forms}",
-        f"cost     {cost['idm_image_evals']} IDM image evaluations, {cost['vdm_clip_evals']} VDM clip evaluations"
-        " per video (CFG doubling included)",
+        f"cost     {cost['idm_image_evals']} IDM image evaluations"
+        + (" (one per latent frame)" if info.get("latent_frames") is not None else "")
+        + f", {cost['vdm_clip_evals']} VDM clip evaluations per video (CFG doubling included)",
     ]
     if info["steps"]:
         lines += ["", "step  level (sigma)       form      sub  letter  model  direction  tau            sigma              timestep"]

@@ -258,6 +258,16 @@ class WanBackbone(DiffusersBackbone):
         )
         return info, format_flow_explain(info)
 
+    def generate(self, prompt, **kwargs):
+        """:meth:`Backbone.generate`; the cost counts the image model's evaluations per *latent* frame, which is
+        what it sees (1 + (F − 1) / 4 of them), and the VDM's per clip as everywhere."""
+        from dataclasses import replace
+
+        video = super().generate(prompt, **kwargs)
+        latent_frames = int(video.latents.shape[2])
+        cost = video.program.cost(num_steps=video.settings["steps"], num_frames=latent_frames).as_dict()
+        return replace(video, cost=cost, settings={**video.settings, "latent_frames": latent_frames})
+
     # -- the backbone's parts -------------------------------------------------------------------------------
 
     @property

@@ -458,3 +458,79 @@ def save_wan(folder: Path, *, seed: int = 30, scheduler: dict | None = None, num
     )
     pipe.save_pretrained(str(folder))
     return Path(folder)
+
+
+QWEN_TEXT_DIM = 16  # width of the tiny Qwen2.5-VL text model (3584 in Qwen-Image)
+
+#: Qwen-Image's released scheduler configuration (flow matching with a resolution-dependent shift)
+QWEN_IMAGE_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    shift=1.0,
+    use_dynamic_shifting=True,
+    base_shift=0.5,
+    max_shift=0.9,
+    base_image_seq_len=256,
+    max_image_seq_len=8192,
+    time_shift_type="exponential",
+)
+
+
+def tiny_qwen_text_encoder(*, seed: int = 0, vocab_size: int = 128):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": QWEN_TEXT_DIM,
+            "intermediate_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+            "rope_theta": 1000000.0,
+            "vocab_size": vocab_size,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+        },
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": QWEN_TEXT_DIM},
+        hidden_size=QWEN_TEXT_DIM,
+        vocab_size=vocab_size,
+        vision_start_token_id=vocab_size - 3,
+        vision_end_token_id=vocab_size - 2,
+        vision_token_id=vocab_size - 1,
+        bos_token_id=0,
+        eos_token_id=1,
+    )
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def save_qwen_image(folder: Path, *, seed: int = 40, vae_overrides: dict | None = None) -> Path:
+    """A ``QwenImagePipeline`` folder in the layout of ``Qwen/Qwen-Image`` with tiny random components; its VAE has the
+    Wan 2.1 latent normalisation unless ``vae_overrides`` changes it."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
+
+    torch.manual_seed(seed)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=64,
+        out_channels=16,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=QWEN_TEXT_DIM,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLQwenImage(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True], **(vae_overrides or {})
+    )
+    pipe = QwenImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**QWEN_IMAGE_SCHEDULER),
+        vae=vae,
+        text_encoder=tiny_qwen_text_encoder(seed=seed + 2),
+        tokenizer=tiny_tokenizer(),
+        transformer=transformer,
+    )
+    pipe.save_pretrained(str(folder))
+    return Path(folder)
