@@ -16,7 +16,7 @@ MAX_SIDE = 64
 MAX_FRAMES = 256
 
 OPTIONS = (
-    Option("world", "str", "default", "a named world (default, large-mismatch, ...; see docs/toy.md); the options below override it"),
+    Option("world", "str", "default", "a named world (default, large-mismatch, learned, compressed; see docs/toy.md); the options below override it"),
     Option("frames", "int", 8, "default frames per clip", min=1, max=MAX_FRAMES),
     Option("height", "int", 16, "default clip height in pixels", min=1, max=MAX_SIDE),
     Option("width", "int", 16, "default clip width in pixels", min=1, max=MAX_SIDE),
@@ -30,6 +30,10 @@ OPTIONS = (
     Option("speed", "int", 1, "pixels the blob moves per frame", min=1, max=MAX_SIDE),
     Option("beta_start", "float", 1e-4, "first beta of the linear noise table", min=0, max=1, min_open=True, max_open=True),
     Option("beta_end", "float", 0.02, "last beta of the linear noise table", min=0, max=1, min_open=True, max_open=True),
+    Option("vdm_spread", "float", None, "per-pixel std the VDM assumes (none: the world's; larger = a smoother VDM, error growing at low noise)", min=0, min_open=True, max=1, none_ok=True),
+    Option("idm_bias", "float", None, "strength of the IDM's per-frame preference for some blob positions (0: exact IDM)", min=0, max=100, none_ok=True),
+    Option("leak", "float", None, "weight of components the prompt does not allow in the conditional score (0: exact prompt fidelity)", min=0, max=1, none_ok=True),
+    Option("temporal_compression", "int", None, "frames averaged into one latent frame after the first (1: none; frames must be 1 + k*n)", min=1, max=MAX_FRAMES, none_ok=True),
     Option("guidance", "float", 7.5, "default guidance scale w of the standard step", min=0, max=100),
     Option("steps", "int", 50, "default number of sampling steps", min=2, max=1000),
     Option("program", "str", "IV-IV", "default sampling program"),
