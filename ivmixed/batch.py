@@ -770,9 +770,7 @@ def _check_request(spec: Any, loaded: Any, items: Sequence[PromptItem], jobs: Se
             frames=generate.get("frames"), height=generate.get("height"), width=generate.get("width"), steps=steps,
             guidance=generate.get("guidance"), size_multiple=spec.size_multiple, backbone=spec.name,
         )
-        check_steps = getattr(spec, "check_steps", None)  # specs that declare their number of timesteps
-        if check_steps is not None:
-            check_steps(steps)
+        spec.check_steps(steps)
         spec.check_preset(generate.get("preset"))
         default_steps = spec.default_steps
     for program in dict.fromkeys(job.program for job in jobs):

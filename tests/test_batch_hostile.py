@@ -87,7 +87,6 @@ def test_a_prompt_with_an_unknown_word_is_refused_before_loading(tmp_path, capsy
     assert loads == []
 
 
-@pytest.mark.skipif(get_spec("toy").prompt_check is None, reason="the toy spec declares no prompt check here")
 def test_a_toy_prompt_with_an_unknown_word_is_refused_before_loading(tmp_path, capsys, loads):
     prompts = prompt_file(tmp_path, ["a bright blob moving left", "a purple zebra"])
     err = run_refused(tmp_path, capsys, ["batch", str(prompts), "--programs", "origin", "--out", str(tmp_path / "out"), *SMALL_ARGS])
@@ -116,7 +115,6 @@ def test_too_many_steps_are_refused_and_nothing_is_recorded(tmp_path, capsys, lo
     assert json.loads((out / "run.json").read_text())["config"]["generate"]["steps"] == 4
 
 
-@pytest.mark.skipif(not hasattr(BackboneSpec, "check_steps"), reason="the backbone spec does not declare its timesteps here")
 def test_too_many_steps_are_refused_before_loading(tmp_path, capsys, loads):
     prompts = prompt_file(tmp_path, ["a bright blob moving left"])
     run_refused(tmp_path, capsys, ["batch", str(prompts), "--programs", "origin", "--out", str(tmp_path / "out"), "--steps", "2000"])
