@@ -18,6 +18,7 @@ import torch
 from ..checks import check_request
 from ..guidance import ScoreModel
 from ..program import Program, parse
+from ..registry import Defaults, Preset
 from ..schedules import GuidanceTable
 from ..steps import NoiseSchedule
 
@@ -26,30 +27,6 @@ __all__ = ["Backbone", "Conditioning", "Defaults", "Preset", "Video", "Incompati
 
 class IncompatibleModels(ValueError):
     """The IDM and the VDM cannot be mixed: different latent spaces or different noise tables."""
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named bundle of sampling settings (``--preset NAME``); fields left None keep the backbone's defaults."""
-
-    program: str | None = None
-    guidance: float | None = None
-    zigzag: GuidanceTable | None = None
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """A backbone's defaults; every field can be overridden per call."""
-
-    height: int
-    width: int
-    frames: int
-    steps: int = 50
-    guidance: float = 7.5
-    program: str = "IV-IV"
-    fps: int = 8  # frame rate of written videos
-    presets: dict[str, Preset] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,7 +144,7 @@ class Backbone(abc.ABC):
             chosen = d.presets[preset]
             program = chosen.program if program is None else program
             guidance = chosen.guidance if guidance is None else guidance
-            zigzag = chosen.zigzag if zigzag is None else zigzag
+            zigzag = chosen.zigzag_table() if zigzag is None else zigzag
         prog = parse(program) if isinstance(program, str) else (program or parse(d.program))
         steps = d.steps if steps is None else steps
         frames = d.frames if frames is None else frames
