@@ -155,7 +155,7 @@ def check_out_folder(out: str | os.PathLike) -> Path:
 
     The nearest existing folder on the way is probed by creating and removing an empty file in it.
     """
-    from ..io import probe_folder
+    from ..io import probe_folder, probe_nearest_folder
 
     out_dir = Path(out)
     if out_dir.is_dir():
@@ -164,14 +164,8 @@ def check_out_folder(out: str | os.PathLike) -> Path:
     if os.path.lexists(out_dir):
         what = "a broken symbolic link" if out_dir.is_symlink() and not out_dir.exists() else "a file"
         raise ValueError(f"--out {out_dir} is {what}; give a folder")
-    existing = out_dir.parent if str(out_dir.parent) else Path(".")
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():
-            raise ValueError(f"--out {out_dir}: {existing} is a broken symbolic link")
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"--out {out_dir}: {existing} is a file, so the folder cannot be created there")
-    probe_folder(existing, what=f"--out {out_dir}")
+    parent = out_dir.parent if str(out_dir.parent) else Path(".")
+    probe_nearest_folder(parent, what=f"--out {out_dir}", not_a_folder="is a file, so the folder cannot be created there")
     return out_dir
 
 
