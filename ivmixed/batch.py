@@ -121,7 +121,7 @@ RUN_FILE_VERSION = 1
 BATCH_FORMATS = ("mp4", "gif", "npy")
 SEED_MODES = ("item", "shared")
 #: sampling settings passed through to Backbone.generate (and recorded in run.json)
-GENERATE_KEYS = ("steps", "frames", "height", "width", "guidance", "zigzag", "negative_prompt", "preset")
+GENERATE_KEYS = ("steps", "frames", "height", "width", "guidance", "zigzag", "substeps", "negative_prompt", "preset")
 #: backbone options that do not change a video's content (left out of the configuration check)
 NEUTRAL_OPTIONS = ("device",)
 #: longest program folder name; longer ones are cut and end in a hash (as long as an item id's stem may be)
@@ -425,6 +425,8 @@ def run_config(
         value = generate.get(key)
         if key == "zigzag" and value is not None and hasattr(value, "as_dict"):
             value = value.as_dict()
+        if key == "substeps" and value in (None, "delta"):
+            continue  # the default is not recorded, so that the run.json of earlier runs still matches
         settings[key] = value
     return _jsonable(
         {

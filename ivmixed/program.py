@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Sequence
 
 __all__ = [
     "AllSteps",
@@ -59,8 +59,10 @@ __all__ = [
     "Program",
     "Role",
     "Selector",
+    "SUBSTEP_SIZES",
     "SubStep",
     "Window",
+    "check_substeps",
     "explain",
     "format_explain",
     "linspace_timesteps",
@@ -174,6 +176,20 @@ LETTERS: dict[str, Letter] = {
 STANDARD_STEP_EVALUATIONS = 1
 #: the batch of one guided evaluation: unconditional and conditional (classifier-free guidance)
 CFG_BATCH = 2
+
+
+#: how far a zigzag sub-step moves: "delta" (Δ = T // N, the default) or "grid" (to the neighbouring grid timestep)
+SUBSTEP_SIZES = ("delta", "grid")
+
+
+def check_substeps(value: object) -> str:
+    """``value`` when it names a sub-step size of :data:`SUBSTEP_SIZES`; else a ValueError saying what to give."""
+    if not isinstance(value, str) or value not in SUBSTEP_SIZES:
+        raise ValueError(
+            f"substeps must be 'delta' (each sub-step moves Δ = T // N, the default) or 'grid' (each sub-step moves "
+            f"to the neighbouring timestep of the standard scheduler's grid), got {_short(repr(value))}"
+        )
+    return value
 
 
 def _phase_letters(direction: Direction) -> str:
@@ -638,7 +654,13 @@ class Program:
         return ORIGIN if c is None else c.form
 
     def substeps(
-        self, step: int, t: int, num_steps: int, num_train_timesteps: int = 1000
+        self,
+        step: int,
+        t: int,
+        num_steps: int,
+        num_train_timesteps: int = 1000,
+        *,
+        grid: Sequence[int] | None = None,
     ) -> tuple[SubStep, ...]:
         """The zigzag sub-steps of step ``step`` at grid timestep ``t``, in execution order.
 
@@ -653,6 +675,11 @@ class Program:
           denoise letter 1 goes L_0 → L_1; the add-noise letters are those of denoise-first. The chain
           of levels is broken (the latent at t is treated as if at t − Δ by the first sub-step).
 
+        With ``grid``, the N timesteps t_0 > t_1 > … of the standard scheduler (``grid[step] == t``), the
+        sub-steps are aligned to the grid instead (``substeps="grid"``): L_j = t_{step+j}, 0 past the last
+        grid timestep, and U_j = t_{step−j}, T−1 above the first, the clamps of the Δ form. So a zigzag
+        visits the levels the standard steps visit, whatever the grid's spacing and offset.
+
         Empty for an origin step. The standard step that follows is not listed.
         """
         num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
@@ -660,22 +687,31 @@ class Program:
         num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)
         delta = num_train_timesteps // num_steps  # Δ = T // N, the released code's sub-step size
         t = _int_arg("t", t, 0, num_train_timesteps - 1)
-        c = clauses[_int_arg("step", step, 0, num_steps - 1)]
+        step = _int_arg("step", step, 0, num_steps - 1)
+        c = clauses[step]
         if c is None or c.form.is_origin:
             return ()
         form, k = c.form, c.form.length
+        top = num_train_timesteps - 1
+        if grid is not None:
+            grid = _check_grid(grid, step, t, num_steps, top, k)
         go, back = Direction.GO, Direction.BACK
         moves: list[tuple[str, Direction, int, int]] = []  # (letter, direction, t_from, t_to)
         if c.order in (DENOISE_FIRST, ANIMATEDIFF_SWAP):
-            level = [max(0, t - j * delta) for j in range(k + 1)]
+            if grid is None:
+                level = [max(0, t - j * delta) for j in range(k + 1)]
+            else:
+                level = [grid[step + j] if step + j < num_steps else 0 for j in range(k + 1)]
             moves += [(form.denoise[j], go, level[j], level[j + 1]) for j in range(k)]
             moves += [(form.noise[j], back, level[k - j], level[k - j - 1]) for j in range(k)]
             if c.order == ANIMATEDIFF_SWAP:  # letters stay in order, their levels trade places
                 (first, _, *levels_0), (second, _, *levels_1) = moves[0], moves[1]
                 moves[0], moves[1] = (first, go, *levels_1), (second, go, *levels_0)
         else:
-            top = num_train_timesteps - 1
-            level = [min(top, t + j * delta) for j in range(k + 1)]
+            if grid is None:
+                level = [min(top, t + j * delta) for j in range(k + 1)]
+            else:
+                level = [grid[step - j] if step >= j else top for j in range(k + 1)]
             moves += [(form.noise[j], back, level[j], level[j + 1]) for j in range(k)]
             moves += [(form.denoise[j], go, level[k - j], level[k - j - 1]) for j in range(k)]
         return tuple(
@@ -717,6 +753,25 @@ def _form_evaluations(form: Form) -> dict[Role, int]:
         if letter.role is not None:
             evaluations[letter.role] += both.count(symbol) * letter.evaluations
     return evaluations
+
+
+def _check_grid(grid: Sequence[int], step: int, t: int, num_steps: int, top: int, k: int) -> dict[int, int]:
+    """The standard scheduler's timesteps for a grid-aligned plan: N of them, ``grid[step] == t``, and the
+    ones a k-letter zigzag at ``step`` reaches integers in 0..T−1 that do not increase; those, by step."""
+    if isinstance(grid, (str, bytes)) or not hasattr(grid, "__len__") or len(grid) != num_steps:
+        got = f"{len(grid)} values" if hasattr(grid, "__len__") else repr(grid)
+        raise ValueError(f"grid must hold the {num_steps} timesteps of the standard scheduler, one per step; got {_short(got)}")
+    near = {}
+    for m in range(max(0, step - k), min(num_steps, step + k + 1)):
+        value = _as_int(grid[m])
+        if value is None or not 0 <= value <= top:
+            raise ValueError(f"grid timestep {m} must be an int in 0..{top}, got {_short(repr(grid[m]))}")
+        if m - 1 in near and value > near[m - 1]:
+            raise ValueError(f"grid timesteps must not increase, got {near[m - 1]} at step {m - 1} and {value} at step {m}")
+        near[m] = value
+    if near[step] != t:
+        raise ValueError(f"t = {t} is not the grid timestep of step {step} ({near[step]}); give t = grid[step]")
+    return near
 
 
 def _train_timesteps(num_train_timesteps: object, num_steps: int) -> int:
@@ -1070,15 +1125,30 @@ def explain(
     num_frames: int,
     num_train_timesteps: int = 1000,
     show_steps: int | None = 3,
+    *,
+    substeps: str = "delta",
+    grid: Sequence[int] | None = None,
+    grid_name: str | None = None,
 ) -> dict[str, Any]:
     """The plan of ``program`` as JSON-ready data: cost, forms per step count, the first steps' sub-steps.
 
-    Timesteps are those of the DDIM "linspace" grid; ``show_steps=None`` lists every step.
+    Timesteps are those of ``grid``, the standard scheduler's timesteps (default: the DDIM "linspace" grid;
+    ``grid_name`` says which grid it is in the text); ``show_steps=None`` lists every step. With
+    ``substeps="grid"`` the sub-steps move to the neighbouring grid timesteps (:meth:`Program.substeps`), and the
+    data say so under ``"substeps"``.
     """
     num_steps, num_frames = _int_arg("num_steps", num_steps, 1, MAX_INDEX), _int_arg("num_frames", num_frames, 1)
     num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)  # before any work that grows with N
+    substeps = check_substeps(substeps)
     cost = program.cost(num_steps, num_frames)  # validates
-    grid = linspace_timesteps(num_steps, num_train_timesteps)
+    if grid is None:
+        grid = linspace_timesteps(num_steps, num_train_timesteps)
+    else:
+        grid = [_int_arg("grid timestep", t, 0, num_train_timesteps - 1) for t in grid]
+        grid_name = grid_name or "the standard scheduler's"
+        if len(grid) != num_steps:
+            raise ValueError(f"grid must hold the {num_steps} timesteps of the standard scheduler, one per step; got {len(grid)}")
+    aligned = grid if substeps == "grid" else None
     delta = num_train_timesteps // num_steps
     shown = num_steps if show_steps is None else _int_arg("show_steps", show_steps, 0)
     forms: dict[str, int] = {}
@@ -1097,13 +1167,15 @@ def explain(
                     "t": t,
                     "form": str(form),
                     "order": order,
-                    "substeps": [s.as_dict() for s in program.substeps(i, t, num_steps, num_train_timesteps)],
+                    "substeps": [
+                        s.as_dict() for s in program.substeps(i, t, num_steps, num_train_timesteps, grid=aligned)
+                    ],
                 }
             )
     notes = []
     if any(c.order == ANIMATEDIFF_SWAP for c in program.clauses):
         notes.append(_SWAP_NOTE)
-    return {
+    info = {
         "program": str(program),
         "num_steps": num_steps,
         "num_frames": num_frames,
@@ -1115,6 +1187,11 @@ def explain(
         "steps": steps,
         "notes": notes,
     }
+    if substeps != "delta":  # the default plan's data stay as they always were
+        info["substeps"] = substeps
+    if grid_name is not None:
+        info["grid_name"] = grid_name
+    return info
 
 
 _SWAP_NOTE = (
@@ -1128,9 +1205,12 @@ def format_explain(info: dict[str, Any]) -> str:
     """``explain``'s data as the text table printed by ``ivmixed explain``."""
     n, cost = info["num_steps"], info["cost"]
     forms = ", ".join(f"{label} on {_count(count, 'step')}" for label, count in info["forms"].items())
+    size = f"sub-step delta = {info['num_train_timesteps']} // {n} = {info['delta']}"
+    if info.get("substeps") == "grid":
+        size = f"sub-steps on the grid (each moves to the neighbouring grid timestep; delta would be {info['delta']})"
     lines = [
         f"program  {info['program']}",
-        f"steps    {n}, frames {info['num_frames']}, sub-step delta = {info['num_train_timesteps']} // {n} = {info['delta']}",
+        f"steps    {n}, frames {info['num_frames']}, {size}",
         f"forms    {forms}",
         f"cost     {cost['idm_image_evals']} IDM image evaluations, {cost['vdm_clip_evals']} VDM clip evaluations"
         " per video (CFG doubling included)",
@@ -1147,5 +1227,5 @@ def format_explain(info: dict[str, Any]) -> str:
                 lines.append(f"{head}  {sub_index:>3}  {sub['letter']:<6}  {model:<5}  {sub['direction']:<9}  {levels}")
                 head = " " * len(head)
             lines.append(f"{head}  std  V       vdm    go         the VDM's standard step from t = {s['t']}")
-        lines.append(f"(the first {len(info['steps'])} of {n} steps; grid: DDIM linspace)")
+        lines.append(f"(the first {len(info['steps'])} of {n} steps; grid: {info.get('grid_name', 'DDIM linspace')})")
     return "\n".join(lines)

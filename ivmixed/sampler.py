@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .errors import NonFiniteLatents, SamplingFailed
 from .guidance import ScoreModel, guided
-from .program import LETTERS, Direction, Primitive, Program, Role, SubStep
+from .program import LETTERS, Direction, Primitive, Program, Role, SubStep, check_substeps
 from .schedules import GuidanceTable
 from .steps import FlowSchedule, NoiseSchedule, add_noise, deterministic_step, fold_frames, unfold_frames
 
@@ -80,6 +80,7 @@ def run_program(
     zigzag: GuidanceTable | None = None,
     generator: torch.Generator | None = None,
     zigzag_schedule: NoiseSchedule | FlowSchedule | None = None,
+    substeps: str = "delta",
     standard_step_on_frames: bool = False,
     callback: Callable[[SubStepEvent], None] | None = None,
     progress: bool = True,
@@ -95,13 +96,16 @@ def run_program(
             ``set_timesteps(num_steps)``; pass a fresh one per run (multistep schedulers keep history).
         latents: initial noise; multiplied by ``scheduler.init_noise_sigma`` as diffusers pipelines do.
         idm_cond, vdm_cond: conditioning for the doubled batch ``[uncond; cond]`` of each model.
-        num_steps: N, the number of standard steps. The zigzag sub-step size is Δ = T // N.
+        num_steps: N, the number of standard steps. The zigzag sub-step size is Δ = T // N (see ``substeps``).
         guidance: ω, the classifier-free guidance scale of the standard step.
         zigzag: guidance ramps of the zigzag sub-steps (default: 4 everywhere).
         generator: the run's generator, for R sub-steps and stochastic standard steps.
         zigzag_schedule: the schedule the zigzag walks on (default: the scheduler's ᾱ table); a
             :class:`~ivmixed.steps.FlowSchedule` for flow-matching models, whose score models return the
             flow velocity and whose levels are floats on its τ axis.
+        substeps: ``"delta"`` (default): each sub-step moves Δ = T // N; ``"grid"``: each moves to the
+            neighbouring timestep of the scheduler's grid (t_i → t_{i+1} → …, 0 past the last one), so that the
+            zigzag visits only levels the standard steps visit (few-step grids, grids with an offset).
         standard_step_on_frames: call ``scheduler.step`` on latents folded to (B·F, C, H, W).
         callback: receives a :class:`SubStepEvent` after every sub-step and standard step.
         progress: show a tqdm progress bar over the steps.
@@ -110,6 +114,7 @@ def run_program(
     An exception raised by a score model, the scheduler or the callback while sampling is re-raised as
     :class:`SamplingFailed` naming the step and sub-step (the original is its ``__cause__``).
     """
+    substeps = check_substeps(substeps)
     schedule = zigzag_schedule or NoiseSchedule.from_scheduler(scheduler)
     scales = (zigzag or GuidanceTable()).build(num_steps)
     models = {Role.IDM: (idm, idm_cond), Role.VDM: (vdm, vdm_cond)}
@@ -119,7 +124,8 @@ def run_program(
     if isinstance(schedule, FlowSchedule) and hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(0)  # as flow pipelines do: rounded grid timesteps may repeat
     levels = schedule.grid_levels(scheduler)
-    plans = [schedule.substeps(program, i, level, num_steps) for i, level in enumerate(levels)]
+    grid = levels if substeps == "grid" else None
+    plans = [schedule.substeps(program, i, level, num_steps, grid=grid) for i, level in enumerate(levels)]
     step_kwargs = {"generator": generator} if _accepts_generator(scheduler) else {}
     if idm is None and any(sub.model is Role.IDM for plan in plans for sub in plan):
         raise ValueError(
