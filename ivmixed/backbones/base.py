@@ -17,7 +17,7 @@ import torch
 
 from ..checks import check_request
 from ..guidance import ScoreModel
-from ..program import Program, parse
+from ..program import Program, check_substeps, parse
 from ..registry import Defaults, Preset
 from ..schedules import GuidanceTable
 from ..steps import NoiseSchedule
@@ -107,6 +107,7 @@ class Backbone(abc.ABC):
         width: int | None = None,
         guidance: float | None = None,
         zigzag: GuidanceTable | float | None = None,
+        substeps: str = "delta",
         negative_prompt: str | Sequence[str] | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | None = None,
@@ -126,6 +127,8 @@ class Backbone(abc.ABC):
             steps, frames, height, width: sampling steps and video size (default: the backbone's).
             guidance: ω of the standard step.
             zigzag: guidance of the zigzag sub-steps, a :class:`~ivmixed.schedules.GuidanceTable` or one number for all four.
+            substeps: ``"delta"`` (sub-steps of Δ = T // N) or ``"grid"`` (to the neighbouring grid timesteps), see
+                :func:`~ivmixed.sampler.run_program`.
             negative_prompt: one negative prompt for all, or one per prompt.
             num_videos_per_prompt: videos per prompt; all are drawn from the one generator.
             generator: use this generator instead of ``seed``.
@@ -171,6 +174,7 @@ class Backbone(abc.ABC):
         self.check_request(frames=frames, height=height, width=width, steps=steps)
         check_request(guidance=guidance)
         prog.validate(steps)
+        check_substeps(substeps)
 
         # diffusers' order: each prompt repeated num_videos_per_prompt times, consecutively
         prompts = [p for p in prompts for _ in range(num_videos_per_prompt)]
@@ -200,6 +204,7 @@ class Backbone(abc.ABC):
             zigzag=zigzag,
             generator=generator,
             zigzag_schedule=self.zigzag_schedule(),
+            substeps=substeps,
             standard_step_on_frames=self.standard_step_on_frames,
             callback=callback,
             progress=progress,
@@ -221,6 +226,7 @@ class Backbone(abc.ABC):
                 "width": width,
                 "guidance": guidance,
                 "zigzag_guidance": zigzag.as_dict(),
+                "substeps": substeps,
                 "num_videos_per_prompt": num_videos_per_prompt,
                 "preset": preset,
             },

@@ -12,7 +12,7 @@ from ..prompts import PromptItem
 BATCH_FORMATS = ("mp4", "gif", "npy")
 SEED_MODES = ("item", "shared")
 #: sampling settings passed through to Backbone.generate (and recorded in run.json)
-GENERATE_KEYS = ("steps", "frames", "height", "width", "guidance", "zigzag", "negative_prompt", "preset")
+GENERATE_KEYS = ("steps", "frames", "height", "width", "guidance", "zigzag", "substeps", "negative_prompt", "preset")
 #: longest program folder name; longer ones are cut and end in a hash (as long as an item id's stem may be)
 MAX_PROGRAM_DIR_BYTES = 160
 _PROGRAM_DIR_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+@=%-")

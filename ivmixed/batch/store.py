@@ -44,6 +44,8 @@ def run_config(
         value = generate.get(key)
         if key == "zigzag" and value is not None and hasattr(value, "as_dict"):
             value = value.as_dict()
+        if key == "substeps" and value in (None, "delta"):
+            continue  # the default is not recorded, so that the run.json of earlier runs still matches
         settings[key] = value
     return _jsonable(
         {
