@@ -185,18 +185,8 @@ def _build_sdxl(folder: Path, seed: int) -> None:
         tiny.write_tiny_tokenizer(folder / name)
 
 
-def _build_motion_adapter_sdxl(folder: Path, seed: int) -> None:
-    from diffusers import MotionAdapter
-
-    torch.manual_seed(seed)
-    MotionAdapter(  # the tiny SDXL UNet's two blocks; no mid block, like the SDXL beta adapter
-        block_out_channels=(8, 16),
-        motion_layers_per_block=1,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=4,
-        motion_max_seq_length=32,
-        use_motion_mid_block=False,
-    ).save_pretrained(str(folder))
+#: the tiny SDXL UNet has the same two blocks (8, 16) and, like the SDXL beta adapter, no motion mid block
+_build_motion_adapter_sdxl = _build_motion_adapter
 
 
 def _build_lightning(folder: Path, seed: int) -> None:
