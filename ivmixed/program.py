@@ -925,7 +925,7 @@ def _parse_clause(tok: _Tokenizer) -> Clause:
     selector: Selector = AllSteps()
     if tok.consume("AT"):
         selector = _parse_selector(tok)
-        after, expected = f"the selector {selector}", "'+' or the end of the program"
+        after, expected = f"the selector {_short(str(selector))}", "'+' or the end of the program"
         if tok.check("COLON") and not form.is_origin:
             tok.error("the phase order comes before the selector; expected FORM:ORDER@SELECTOR such as IV-IV:nf@0..24")
     if not (tok.check("PLUS") or tok.check("END")):

@@ -919,13 +919,23 @@ def huge_or_long(draw) -> str:
     kind = draw(st.sampled_from(["number", "repeat", "word"]))
     if kind == "number":
         template = draw(st.sampled_from(["IV-IV@{}..1", "IV-IV@0..{}", "IV-IV@i%{}=0", "IV-IV@i%7={}", "VV-VV@{}%",
-                                         "VV-VV@0.{}%", "VV-VV@{}.5%", "IV-IV@{}", "RR-II:nf@{}..{}", "{}-IV"]))
+                                         "VV-VV@0.{}%", "VV-VV@{}.5%", "IV-IV@{}", "RR-II:nf@{}..{}", "{}-IV",
+                                         "VV-VV@0.{}1%0", "IV-IV@{}..{}x", "IV-IV@i%{}={}:", "VV-VV@{}%,"]))
         return template.replace("{}", draw(digit_runs))
     if kind == "repeat":
         piece = draw(st.one_of(near_valid, st.sampled_from(["IV-IV+", "VV-VV@66.7%+", "I-I@0..0+", " ", "+"])))
         return piece * draw(st.integers(1, 30_000 // max(1, len(piece))))
     letters = draw(st.sampled_from("RIVX"))
     return letters * draw(st.integers(1, 25_000)) + draw(st.sampled_from(["", "-", "-IV", "-" + letters * 70]))
+
+
+@pytest.mark.parametrize("selector", ["0." + "0" * 300 + "1%", "1" * 390 + "..2" + "0" * 390, "i%" + "9" * 390 + "=0"])
+def test_trailing_text_after_a_long_selector_is_quoted_shortened(selector):
+    # found by the fuzz test in CI: the selector was printed in full after "unexpected ... after the selector"
+    text = "IIII-IIII@" + selector + "0x"
+    check_parse_outcome(text)
+    with pytest.raises(InvalidProgram, match=r"characters\)"):
+        parse(text)
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
