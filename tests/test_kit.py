@@ -68,6 +68,17 @@ def test_the_readme_spec_is_light_and_carries_the_defaults(readme_backbone):
     assert MyBackbone.defaults is readme_backbone.defaults
 
 
+def test_the_loader_keywords_passed_on_with_double_star_show_in_the_signature(readme_backbone):
+    import inspect
+
+    from my_package.backbone import MyBackbone
+
+    params = inspect.signature(MyBackbone).parameters
+    assert list(params) == ["model", "image_model", "device", "dtype", "allow_pickle", "image_loras", "decode_chunk_size"]
+    with pytest.raises(ValueError, match="does not take option.* decode_chunk; it takes: model, image_model, device"):
+        ivmixed.load("my-backbone", decode_chunk=4)
+
+
 @pytest.fixture(scope="module")
 def mine(tiny_models):
     return ivmixed.load("my-backbone", model=str(tiny_models.modelscope), image_model=str(tiny_models.sd15_ms), device="cpu")
