@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..registry import BackboneSpec, Defaults, Option, Preset
 from ..schedules import released_guidance
-from .animatediff import LOADER_OPTIONS
+from .animatediff import INSTALL_HINT, LOADER_OPTIONS
 
 #: the paper's models (reference-code-notes §3)
 DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
@@ -27,8 +27,6 @@ REFERENCE = Preset(
 )
 
 DEFAULTS = Defaults(height=256, width=256, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
-
-INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; LoRA also needs peft (pip install 'ivmixed[lora]')."
 
 OPTIONS = (
     Option("model", "str", DEFAULT_MODEL, "video model: a ModelScope text-to-video folder or hub id"),

@@ -20,72 +20,23 @@ package is the library, never this package).
 
 from __future__ import annotations
 
-from .adapters import LoraSpec, apply_loras, parse_loras
-from .devices import dtype_keyword, dtype_name, load_kwargs, resolve_device, resolve_dtype, to_device
-from .latents import check_pair, decode_video
-from .schedulers import DDIM_OVERRIDES, ddim_scheduler, schedule_from_config
-from .score import NearestResized, UNetCond, UNetScore, to_eps
-from .template import DiffusersBackbone, PairConfigs, read_pipeline_configs
-from .text import encode_prompt_pair, encode_texts, load_text_encoder
-from .weights import (
-    Location,
-    MissingWeights,
-    ModelRequest,
-    UnsafeWeights,
-    explain_load_error,
-    hub_offline,
-    hub_unreachable,
-    peek_json,
-    plan_weights,
-    require_json,
-    resolve_models,
-    revision_option,
-    variant_option,
-)
+from . import adapters, devices, latents, schedulers, score, template, text, weights
+from .adapters import *  # noqa: F403
+from .devices import *  # noqa: F403
+from .latents import *  # noqa: F403
+from .schedulers import *  # noqa: F403
+from .score import *  # noqa: F403
+from .template import *  # noqa: F403
+from .text import *  # noqa: F403
+from .weights import *  # noqa: F403
 
 __all__ = [
-    # the template
-    "DiffusersBackbone",
-    "PairConfigs",
-    "read_pipeline_configs",
-    # weights
-    "MissingWeights",
-    "UnsafeWeights",
-    "ModelRequest",
-    "Location",
-    "resolve_models",
-    "peek_json",
-    "require_json",
-    "hub_offline",
-    "hub_unreachable",
-    "plan_weights",
-    "revision_option",
-    "variant_option",
-    "explain_load_error",
-    # device and dtype
-    "resolve_device",
-    "resolve_dtype",
-    "dtype_name",
-    "dtype_keyword",
-    "load_kwargs",
-    "to_device",
-    # schedulers and the latent space
-    "DDIM_OVERRIDES",
-    "ddim_scheduler",
-    "schedule_from_config",
-    "check_pair",
-    "decode_video",
-    # text
-    "encode_texts",
-    "encode_prompt_pair",
-    "load_text_encoder",
-    # score models
-    "UNetCond",
-    "UNetScore",
-    "NearestResized",
-    "to_eps",
-    # LoRA
-    "LoraSpec",
-    "parse_loras",
-    "apply_loras",
+    *template.__all__,
+    *weights.__all__,
+    *devices.__all__,
+    *schedulers.__all__,
+    *latents.__all__,
+    *text.__all__,
+    *score.__all__,
+    *adapters.__all__,
 ]
