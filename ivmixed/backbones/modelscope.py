@@ -1,9 +1,7 @@
 """Registry entry of the ``modelscope`` backbone: ModelScope text-to-video 1.7B as the VDM, a full SD1.5 pipeline as the IDM.
 
-This module stays free of torch and diffusers so that ``ivmixed list`` reads the spec without importing
-anything heavy; the backbone itself is :class:`ivmixed.backbones._modelscope_impl.ModelScopeBackbone`,
-imported on first load. Model ids and the sampling defaults (:data:`DEFAULTS`, the ``reference`` preset) live
-here, and nowhere in the sampling code.
+Light, like :mod:`ivmixed.backbones.animatediff`: the model ids, the sampling defaults and the ``reference``
+preset, read by ``ivmixed list`` and by :class:`ivmixed.backbones._modelscope_impl.ModelScopeBackbone` alike.
 """
 
 from __future__ import annotations
