@@ -40,14 +40,14 @@ def test_quick_start_writes_under_the_ignored_out_folder():
 def test_plugin_guide_snippets_are_valid(tmp_path):
     guide = section("Write a backbone plugin")
     assert 'name = "my-backbone"' in guide.split("2. **Describe")[0]  # step 1 says to set the class attribute
-    spec_code, contract_code = blocks(guide, "python")
+    backbone_code, spec_code, contract_code = blocks(guide, "python")  # the backbone itself runs in tests/test_kit.py
     namespace: dict = {}
     exec(compile(spec_code, "README: BackboneSpec", "exec"), namespace)
     spec = namespace["SPEC"]
     assert spec.name == "my-backbone" and spec.factory == "my_package.backbone:MyBackbone"
     with pytest.raises(ModuleNotFoundError, match="my_package"):  # lazy: nothing imported until it is loaded
         spec.load()
-    assert [o.name for o in spec.options] == ["model", "decode_chunk_size"]
+    assert [o.name for o in spec.options] == ["model", "image_model", "decode_chunk_size"]
     with pytest.raises(ValueError, match="decode_chunk_size=0"):  # declared options are checked before the import
         spec.load(decode_chunk_size=0)
     namespace: dict = {}  # the snippet imports what it uses
@@ -55,8 +55,9 @@ def test_plugin_guide_snippets_are_valid(tmp_path):
     from ivmixed.testing import BackboneContract, MissingWeightsContract
 
     assert issubclass(namespace["TestMyBackbone"], (BackboneContract, MissingWeightsContract))
-    folder = namespace["build_tiny_weights"](tmp_path)  # the helper is real: it saves a loadable folder
-    assert (folder / "model_index.json").is_file() and (folder / "unet" / "config.json").is_file()
+    options = namespace["build_tiny_weights"](tmp_path)  # the helper is real: it saves loadable folders
+    for folder in map(Path, options.values()):
+        assert (folder / "model_index.json").is_file() and (folder / "unet" / "config.json").is_file()
     (toml,) = blocks(guide, "toml")
     assert tomllib.loads(toml)["project"]["entry-points"]["ivmixed.backbones"] == {"my-backbone": "my_package.spec:SPEC"}
 

@@ -63,10 +63,6 @@ class AnimateDiffBackbone(DiffusersBackbone):
         image_model: str = DEFAULT_IMAGE_MODEL,
         image_model_config: str | None = None,
         vae: str | None = None,
-        image_loras: list[Any] | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        allow_pickle: bool = False,
         variant: str | None = None,
         image_variant: str | None = None,
         motion_adapter_variant: str | None = None,
@@ -74,18 +70,11 @@ class AnimateDiffBackbone(DiffusersBackbone):
         motion_adapter_revision: str | None = None,
         image_model_revision: str | None = None,
         vae_revision: str | None = None,
-        decode_chunk_size: int = 16,
+        **loader: Any,
     ):
         self.models = {"model": model, "motion_adapter": motion_adapter, "image_model": image_model, "image_model_config": image_model_config, "vae": vae}
         self.revisions = {"model": revision, "motion_adapter": motion_adapter_revision, "image_model": image_model_revision, "vae": vae_revision}
-        super().__init__(
-            device=device,
-            dtype=dtype,
-            allow_pickle=allow_pickle,
-            image_loras=image_loras,
-            decode_chunk_size=decode_chunk_size,
-            variants={"model": variant, "motion_adapter": motion_adapter_variant, "image_model": image_variant},
-        )
+        super().__init__(variants={"model": variant, "motion_adapter": motion_adapter_variant, "image_model": image_variant}, **loader)
 
     # -- the template's hooks ---------------------------------------------------------------------------
 

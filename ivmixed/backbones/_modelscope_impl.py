@@ -47,28 +47,17 @@ class ModelScopeBackbone(DiffusersBackbone):
         model: str = DEFAULT_MODEL,
         image_model: str = DEFAULT_IMAGE_MODEL,
         image_latent_size: int | None = None,
-        image_loras: list[Any] | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        allow_pickle: bool = False,
         variant: str | None = None,
         image_variant: str | None = None,
         revision: str | None = None,
         image_model_revision: str | None = None,
-        decode_chunk_size: int = 16,
+        **loader: Any,
     ):
         if image_latent_size is not None and (not isinstance(image_latent_size, int) or image_latent_size < 0):
             raise ValueError(f"--image-latent-size must be a non-negative integer (0: no resize), got {image_latent_size!r}")
         self.requested_latent_size = image_latent_size
         self.models = {"model": (model, revision), "image_model": (image_model, image_model_revision)}
-        super().__init__(
-            device=device,
-            dtype=dtype,
-            allow_pickle=allow_pickle,
-            image_loras=image_loras,
-            decode_chunk_size=decode_chunk_size,
-            variants={"model": variant, "image_model": image_variant},
-        )
+        super().__init__(variants={"model": variant, "image_model": image_variant}, **loader)
 
     # -- the template's hooks ---------------------------------------------------------------------------
 

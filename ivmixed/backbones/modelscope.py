@@ -1,16 +1,14 @@
 """Registry entry of the ``modelscope`` backbone: ModelScope text-to-video 1.7B as the VDM, a full SD1.5 pipeline as the IDM.
 
-This module stays free of torch and diffusers so that ``ivmixed list`` reads the spec without importing
-anything heavy; the backbone itself is :class:`ivmixed.backbones._modelscope_impl.ModelScopeBackbone`,
-imported on first load. Model ids and the sampling defaults (:data:`DEFAULTS`, the ``reference`` preset) live
-here, and nowhere in the sampling code.
+Light, like :mod:`ivmixed.backbones.animatediff`: the model ids, the sampling defaults and the ``reference``
+preset, read by ``ivmixed list`` and by :class:`ivmixed.backbones._modelscope_impl.ModelScopeBackbone` alike.
 """
 
 from __future__ import annotations
 
 from ..registry import BackboneSpec, Defaults, Option, Preset
 from ..schedules import released_guidance
-from .animatediff import LOADER_OPTIONS
+from .animatediff import INSTALL_HINT, LOADER_OPTIONS
 
 #: the paper's models (reference-code-notes §3)
 DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
@@ -27,8 +25,6 @@ REFERENCE = Preset(
 )
 
 DEFAULTS = Defaults(height=256, width=256, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
-
-INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; LoRA also needs peft (pip install 'ivmixed[lora]')."
 
 OPTIONS = (
     Option("model", "str", DEFAULT_MODEL, "video model: a ModelScope text-to-video folder or hub id"),

@@ -21,14 +21,14 @@ package is the library, never this package).
 from __future__ import annotations
 
 from . import adapters, devices, latents, schedulers, score, template, text, weights
-from .adapters import *  # noqa: F401,F403
-from .devices import *  # noqa: F401,F403
-from .latents import *  # noqa: F401,F403
-from .schedulers import *  # noqa: F401,F403
-from .score import *  # noqa: F401,F403
-from .template import *  # noqa: F401,F403
-from .text import *  # noqa: F401,F403
-from .weights import *  # noqa: F401,F403
+from .adapters import *  # noqa: F403
+from .devices import *  # noqa: F403
+from .latents import *  # noqa: F403
+from .schedulers import *  # noqa: F403
+from .score import *  # noqa: F403
+from .template import *  # noqa: F403
+from .text import *  # noqa: F403
+from .weights import *  # noqa: F403
 
 #: every public name of the kit: each module's own ``__all__``, in the order of the module list above
 __all__ = [

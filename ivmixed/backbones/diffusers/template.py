@@ -27,6 +27,7 @@ settings, initial noise drawn as diffusers pipelines draw it, chunked VAE decodi
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -43,9 +44,12 @@ from .score import NearestResized, UNetScore
 from .text import encode_prompt_pair
 from .weights import Location, ModelRequest, explain_load_error, plan_weights, require_json, resolve_models
 
-__all__ = ["DiffusersBackbone", "PairConfigs", "read_pipeline_configs"]
+__all__ = ["DiffusersBackbone", "PairConfigs", "read_pipeline_configs", "LOADER_KEYWORDS"]
 
 logger = logging.getLogger(__name__)
+
+#: the options every backbone on the template takes (a subclass passes them on with ``**loader``)
+LOADER_KEYWORDS = ("device", "dtype", "allow_pickle", "image_loras", "decode_chunk_size")
 
 
 @dataclass
@@ -129,6 +133,24 @@ class DiffusersBackbone(Backbone):
     image_unet: Any = None
     image_text_encoder: Any = None
     image_tokenizer: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any):
+        """A subclass ``__init__`` that ends in ``**loader`` (passed on to this one) shows the loader keywords in its signature.
+
+        The registry checks options against the factory's signature, and ``ivmixed list`` lists them, so
+        ``def __init__(self, *, model=..., **loader)`` reads as ``(*, model=..., device=None, dtype=None, ...)``.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+        params = list(signature.parameters.values())
+        if not params or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+            return
+        own = {p.name for p in params}
+        loader = [p for p in inspect.signature(DiffusersBackbone.__init__).parameters.values() if p.name in LOADER_KEYWORDS and p.name not in own]
+        init.__signature__ = signature.replace(parameters=params[:-1] + loader)
 
     def __init__(
         self,

@@ -56,7 +56,8 @@ class VideoCrafter2Backbone(DiffusersBackbone):
             main branches hold pickles only); any other id defaults to main.
         variant, components_variant, image_variant: weight variants, each model on its own (default
             ``fp16`` under fp16 where that model publishes it for every component loaded, else the plain files).
-        device, dtype, allow_pickle, decode_chunk_size: as for the other diffusers backbones.
+        device, dtype, allow_pickle, decode_chunk_size: the kit's loader options (``**loader``), as for the other
+            diffusers backbones.
     """
 
     name = SPEC.name
@@ -70,17 +71,13 @@ class VideoCrafter2Backbone(DiffusersBackbone):
         components: str = DEFAULT_COMPONENTS,
         image_model: str = DEFAULT_IMAGE_MODEL,
         fps: int = DEFAULT_FPS,
-        image_loras: list[Any] | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        allow_pickle: bool = False,
         revision: str | None = None,
         components_revision: str | None = None,
         image_model_revision: str | None = None,
         variant: str | None = None,
         components_variant: str | None = None,
         image_variant: str | None = None,
-        decode_chunk_size: int = 16,
+        **loader: Any,
     ):
         if not isinstance(fps, (int, float)) or fps <= 0:
             raise ValueError(f"fps (the frame rate VideoCrafter2 is conditioned on) must be a positive number, got {fps!r}")
@@ -94,14 +91,7 @@ class VideoCrafter2Backbone(DiffusersBackbone):
             "components": (components, pinned(components, components_revision)),
             "image_model": (image_model, pinned(image_model, image_model_revision)),
         }
-        super().__init__(
-            device=device,
-            dtype=dtype,
-            allow_pickle=allow_pickle,
-            image_loras=image_loras,
-            decode_chunk_size=decode_chunk_size,
-            variants={"model": variant, "components": components_variant, "image_model": image_variant},
-        )
+        super().__init__(variants={"model": variant, "components": components_variant, "image_model": image_variant}, **loader)
 
     # -- the kit's hooks --------------------------------------------------------------------------------
 
