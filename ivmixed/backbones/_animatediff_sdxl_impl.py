@@ -1,0 +1,623 @@
+"""The ``animatediff-sdxl`` backbone: AnimateDiff SDXL (SDXL base + SDXL motion adapter) as the VDM, an SDXL UNet as the IDM.
+
+What SDXL adds to :mod:`ivmixed.backbones._animatediff_impl`, and where it lives here:
+
+- **two text encoders** — :func:`encode_sdxl_prompt_pair`: the penultimate hidden states of CLIP-L and
+  OpenCLIP-bigG side by side (768 + 1280 = 2048 wide in SDXL), and the second encoder's projected pooled
+  embedding, for the doubled CFG batch ``[uncond; cond]``, as ``AnimateDiffSDXLPipeline.encode_prompt`` computes
+  them. An empty negative prompt gives zero embeddings when the base says ``force_zeros_for_empty_prompt`` (SDXL's
+  convention for "no negative prompt").
+- **size conditioning** — the six ``time_ids`` (original size, crop top-left, target size) and the pooled embedding
+  enter every UNet call as ``added_cond_kwargs``; :class:`SDXLUNetScore` builds the ids from the latent size (the
+  video size, as the stock pipeline does by default) unless fixed sizes are given.
+- **the pair check** — :func:`check_sdxl_pair`: both UNets must be SDXL (``addition_embed_type="text_time"``), share
+  the latent space and ᾱ table, read 2048-wide text embeddings and the same pooled width, and the motion adapter
+  must have the base's blocks — all from configs, before any weight loads.
+- **decoding** — SDXL's VAE overflows in fp16 (its config says ``force_upcast``): :func:`decode_sdxl_video`
+  decodes as the stock pipeline does, in float32.
+
+The IDM reads the video model's text embeddings and pooled embedding (both encoders of the base), and its latents
+are decoded by the video model's VAE; only the IDM's UNet is loaded. Loading otherwise goes in the stages of
+``animatediff``: find every model, check the pair from configs, choose weight files, load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..guidance import ImageOnVideo
+from ..schedules import released_guidance
+from ..steps import NoiseSchedule, fold_frames, unfold_frames
+from ._diffusers import (
+    DDIM_OVERRIDES,
+    DiffusersBackbone,
+    Location,
+    ModelRequest,
+    UNetScore,
+    apply_loras,
+    check_pair,
+    dtype_keyword,
+    explain_load_error,
+    load_kwargs,
+    parse_loras,
+    peek_json,
+    plan_weights,
+    require_json,
+    resolve_device,
+    resolve_dtype,
+    resolve_models,
+    to_device,
+    to_eps,
+)
+from .animatediff_sdxl import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, DEFAULT_MOTION_ADAPTER
+from .base import Conditioning, Defaults, IncompatibleModels, Preset
+
+__all__ = [
+    "AnimateDiffSDXLBackbone",
+    "DEFAULTS",
+    "SDXLText",
+    "SizeConditioning",
+    "SDXLUNetScore",
+    "encode_sdxl_prompt_pair",
+    "check_sdxl_pair",
+    "decode_sdxl_video",
+    "parse_size",
+    "motion_unet_from",
+]
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = Preset(
+    program="IV-IV:ad",
+    guidance=7.5,
+    zigzag=released_guidance(),
+    description="the released AnimateDiff IV-mixed recipe applied to SDXL (the released code has no SDXL pipeline): "
+    "IV-IV on every step with its first two sub-steps swapped, zigzag guidance ±4.000000953674316, ω 7.5; "
+    "decoded as the stock SDXL pipeline decodes",
+)
+
+DEFAULTS = Defaults(height=1024, width=1024, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
+
+
+# -- conditioning ---------------------------------------------------------------------------------------------
+
+
+def parse_size(value: Any, option: str) -> tuple[int, int] | None:
+    """``"H,W"`` (or ``"HxW"``, or a pair of integers) -> ``(H, W)``; None stays None. ``ValueError`` in words otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        parts = list(value)
+    else:
+        parts = str(value).replace("x", ",").replace("X", ",").split(",")
+    try:
+        pair = tuple(int(str(p).strip()) for p in parts)
+    except ValueError:
+        pair = ()
+    if len(pair) != 2 or min(pair) < 0:
+        raise ValueError(f"option {option}={value!r}: expected two non-negative integers 'HEIGHT,WIDTH' (e.g. 1024,1024)")
+    return pair  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SizeConditioning:
+    """SDXL's micro-conditioning: ``time_ids = (*original_size, *crop_top_left, *target_size)``.
+
+    ``original_size`` / ``target_size`` None mean the size of the image being generated (``AnimateDiffSDXLPipeline``'s
+    default: ``(height, width)``).
+    """
+
+    original_size: tuple[int, int] | None = None
+    crop_top_left: tuple[int, int] = (0, 0)
+    target_size: tuple[int, int] | None = None
+
+    def time_ids(self, height: int, width: int) -> list[int]:
+        return [*(self.original_size or (height, width)), *self.crop_top_left, *(self.target_size or (height, width))]
+
+
+@dataclass(frozen=True)
+class SDXLText:
+    """Prompt conditioning of an SDXL UNet for the doubled batch ``[uncond; cond]`` (one row per clip).
+
+    ``embeds``: ``(2B, L, D1 + D2)`` the two encoders' penultimate hidden states side by side; ``pooled``:
+    ``(2B, P)`` the second encoder's projected pooled embedding (``added_cond_kwargs["text_embeds"]``).
+    """
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+
+def _encode_sdxl_texts(tokenizers, text_encoders, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both encoders on ``texts``: (penultimate hidden states side by side, pooled embedding of the last projecting encoder)."""
+    hidden, pooled = [], None
+    with torch.no_grad():
+        for tokenizer, encoder in zip(tokenizers, text_encoders):
+            ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+            out = encoder(ids.to(device), output_hidden_states=True)
+            if out[0].ndim == 2:  # CLIPTextModelWithProjection: its first output is the projected pooled embedding
+                pooled = out[0]
+            hidden.append(out.hidden_states[-2])
+    if pooled is None:
+        raise ValueError("no text encoder gives a pooled embedding: SDXL's second text encoder must be a CLIPTextModelWithProjection")
+    return torch.cat(hidden, dim=-1), pooled
+
+
+def encode_sdxl_prompt_pair(
+    tokenizers, text_encoders, prompts: list[str], negatives: list[str], device: torch.device, *, zero_empty_negatives: bool = True
+) -> SDXLText:
+    """SDXL conditioning of the doubled CFG batch ``[uncond; cond]``, negatives first.
+
+    The numbers of ``AnimateDiffSDXLPipeline.encode_prompt`` (prompts, then negative prompts, each as one batch;
+    both cast to the second encoder's dtype). With ``zero_empty_negatives`` (the base's ``force_zeros_for_empty_prompt``)
+    a row whose negative prompt is empty gets zero embeddings and a zero pooled embedding, as the stock pipeline does
+    when no negative prompt is given.
+    """
+    if len(prompts) != len(negatives):
+        raise ValueError(f"{len(prompts)} prompts but {len(negatives)} negative prompts")
+    dtype = text_encoders[-1].dtype
+    embeds, pooled = _encode_sdxl_texts(tokenizers, text_encoders, list(prompts), device)
+    empty = [n == "" for n in negatives]
+    if zero_empty_negatives and all(empty):
+        neg_embeds, neg_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
+    else:
+        neg_embeds, neg_pooled = _encode_sdxl_texts(tokenizers, text_encoders, list(negatives), device)
+        if zero_empty_negatives and any(empty):
+            keep = torch.tensor([not e for e in empty], device=neg_embeds.device)
+            neg_embeds = neg_embeds * keep[:, None, None]
+            neg_pooled = neg_pooled * keep[:, None]
+    return SDXLText(
+        embeds=torch.cat([neg_embeds, embeds]).to(dtype=dtype, device=device),
+        pooled=torch.cat([neg_pooled, pooled]).to(dtype=dtype, device=device),
+    )
+
+
+class SDXLUNetScore(UNetScore):
+    """An SDXL UNet (image or motion) as a score model ``eps(x, t, cond)`` with ``cond`` an :class:`SDXLText`.
+
+    Every call passes ``added_cond_kwargs = {"text_embeds": pooled, "time_ids": ids}``, the ids built from the
+    latent size times ``vae_scale_factor`` (see :class:`SizeConditioning`). Rows: an image UNet sees ``(N·F, C, H, W)``
+    and gets every tensor repeated per frame; a motion UNet sees ``(N, C, F, H, W)`` and gets the text embeddings
+    repeated per frame (what ``UNetMotionModel`` expects) and the pooled embedding and ids once per clip.
+    """
+
+    def __init__(self, unet, *, size: SizeConditioning, vae_scale_factor: int, **kwargs):
+        super().__init__(unet, repeat_cond=True, **kwargs)
+        self.size = size
+        self.vae_scale_factor = int(vae_scale_factor)
+
+    def added_cond(self, cond: SDXLText, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows = x.shape[0]
+        if rows % len(cond):
+            raise ValueError(f"cannot pair {len(cond)} conditioning rows with {rows} network rows")
+        height, width = (int(n) * self.vae_scale_factor for n in x.shape[-2:])
+        ids = torch.tensor([self.size.time_ids(height, width)], dtype=cond.embeds.dtype, device=cond.embeds.device)
+        reps = rows // len(cond)
+        pooled = cond.pooled.repeat_interleave(reps, dim=0) if reps > 1 else cond.pooled
+        return {"text_embeds": pooled, "time_ids": ids.repeat(rows, 1)}
+
+    def __call__(self, x: torch.Tensor, t: int, cond: SDXLText) -> torch.Tensor:
+        hidden = self._rows(cond.embeds, x)
+        added = self.added_cond(cond, x)
+        with torch.no_grad():
+            out = self.unet(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added, return_dict=False, **self.call_kwargs)[0]
+        return to_eps(out, x, t, self.prediction_type, self.schedule)
+
+
+# -- decoding ------------------------------------------------------------------------------------------------
+
+
+def _upcast_vae(vae) -> None:
+    """The VAE in float32, as ``AnimateDiffSDXLPipeline.upcast_vae`` leaves it: with PyTorch 2 (or xformers)
+    attention the input convolutions and the mid block may stay in fp16, where they do not overflow."""
+    from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0, XFormersAttnProcessor
+
+    dtype = vae.dtype
+    vae.to(dtype=torch.float32)
+    if isinstance(vae.decoder.mid_block.attentions[0].processor, (AttnProcessor2_0, XFormersAttnProcessor, FusedAttnProcessor2_0)):
+        vae.post_quant_conv.to(dtype)
+        vae.decoder.conv_in.to(dtype)
+        vae.decoder.mid_block.to(dtype)
+
+
+def decode_sdxl_video(vae, latents: torch.Tensor, *, chunk_size: int = 16) -> torch.Tensor:
+    """Latents ``(B, C, F, h, w)`` -> frames ``(B, F, H, W, 3)`` float32 in [0, 1] on the CPU, ``chunk_size`` frames at a time.
+
+    The stock pipeline's decode: an fp16 VAE whose config says ``force_upcast`` (SDXL's, which overflows in fp16)
+    is upcast for the decode (:func:`_upcast_vae`) and returned to fp16 afterwards; the latents take the dtype of
+    its first layer. Then ``decode_latents`` and the ``VideoProcessor`` post-processing.
+    """
+    from diffusers.video_processor import VideoProcessor
+
+    upcast = vae.dtype == torch.float16 and bool(vae.config.get("force_upcast", False))
+    if upcast:
+        _upcast_vae(vae)
+    try:
+        dtype = next(iter(vae.post_quant_conv.parameters())).dtype
+        images = fold_frames(1 / vae.config.scaling_factor * latents.to(dtype))
+        step = max(1, chunk_size)
+        with torch.no_grad():
+            decoded = torch.cat([vae.decode(images[i : i + step]).sample for i in range(0, images.shape[0], step)])
+    finally:
+        if upcast:
+            vae.to(dtype=torch.float16)
+    video = unfold_frames(decoded, latents.shape[2]).float()  # (B, 3, F, H, W)
+    frames = VideoProcessor(do_resize=False).postprocess_video(video, output_type="pt")  # (B, F, 3, H, W)
+    return frames.permute(0, 1, 3, 4, 2).contiguous().cpu().float()
+
+
+# -- the motion UNet ----------------------------------------------------------------------------------------
+
+
+def motion_unet_from(base_unet, motion_adapter):
+    """The SDXL base's UNet with the motion adapter's modules: ``UNetMotionModel.from_unet2d`` plus the base's
+    ``add_embedding``.
+
+    ``from_unet2d`` (diffusers 0.42) copies every block of the 2-D UNet but not the ``add_embedding`` that reads the
+    pooled text embedding and the size ids, so in ``AnimateDiffSDXLPipeline`` that layer keeps a fresh random
+    initialisation, a different one at every load. The adapter adds temporal layers only; the added embedding is
+    the base's, and is copied here.
+    """
+    from diffusers import UNetMotionModel
+
+    unet = UNetMotionModel.from_unet2d(base_unet, motion_adapter)
+    if getattr(unet, "add_embedding", None) is not None and getattr(base_unet, "add_embedding", None) is not None:
+        unet.add_embedding.load_state_dict(base_unet.add_embedding.state_dict())
+    return unet
+
+
+# -- the pair check ------------------------------------------------------------------------------------------
+
+
+def _added_width(unet: dict[str, Any], pooled_dim: int) -> tuple[int | None, int]:
+    """(what the UNet's added embedding takes, what 6 time ids + the pooled embedding give)."""
+    expected = unet.get("projection_class_embeddings_input_dim")
+    return (None if expected is None else int(expected)), 6 * int(unet.get("addition_time_embed_dim") or 0) + int(pooled_dim)
+
+
+def check_sdxl_pair(
+    *,
+    vdm_unet: dict[str, Any],
+    idm_unet: dict[str, Any],
+    text_dim: int,
+    pooled_dim: int,
+    vdm_scheduler: dict[str, Any],
+    idm_scheduler: dict[str, Any] | None,
+    vdm_vae: dict[str, Any] | None = None,
+    idm_vae: dict[str, Any] | None = None,
+    adapter: dict[str, Any] | None = None,
+    vdm_name: str = "video model",
+    idm_name: str = "image model",
+    adapter_name: str = "motion adapter",
+) -> None:
+    """Refuse a base / adapter / image model combination that cannot run or cannot be mixed, from configs alone.
+
+    ``text_dim`` is the width of the base's two text encoders side by side, ``pooled_dim`` the second one's
+    projection. Raises :class:`~ivmixed.backbones.base.IncompatibleModels` naming the model and what differs.
+    """
+    if vdm_unet.get("addition_embed_type") != "text_time":
+        raise IncompatibleModels(
+            f"the {vdm_name} is not an SDXL base (its UNet has addition_embed_type "
+            f"{vdm_unet.get('addition_embed_type')!r}, SDXL's is 'text_time'); for SD1.5 bases use --backbone animatediff"
+        )
+    if adapter is not None:
+        blocks, widths = len(vdm_unet.get("down_block_types", ())), tuple(vdm_unet.get("block_out_channels", ()))
+        adapter_widths = tuple(adapter.get("block_out_channels", ()))
+        layers = vdm_unet.get("layers_per_block")
+        adapter_layers = adapter.get("motion_layers_per_block")
+        if adapter_widths != widths or len(adapter_widths) != blocks or (
+            isinstance(layers, int) and isinstance(adapter_layers, int) and layers != adapter_layers
+        ):
+            raise IncompatibleModels(
+                f"the {adapter_name} is made for a UNet with blocks {list(adapter_widths)} ({adapter_layers} layers each), "
+                f"but the {vdm_name}'s UNet has blocks {list(widths)} ({layers} layers each); SDXL bases need an SDXL "
+                f"motion adapter such as {DEFAULT_MOTION_ADAPTER}"
+            )
+    if idm_unet.get("addition_embed_type") != "text_time":
+        raise IncompatibleModels(
+            f"the {idm_name} is not an SDXL UNet (addition_embed_type {idm_unet.get('addition_embed_type')!r}, SDXL's is "
+            "'text_time'; SD1.5 and SD2 UNets have none), so it cannot read the SDXL text embeddings, pooled embedding "
+            "and size conditioning; choose an SDXL image model (the base or an SDXL fine-tune)"
+        )
+    check_pair(
+        idm_unet=idm_unet,
+        vdm_unet=vdm_unet,
+        vdm_scheduler=vdm_scheduler,
+        idm_scheduler=idm_scheduler,
+        vdm_vae=vdm_vae,
+        idm_vae=idm_vae,
+        idm_name=idm_name,
+        vdm_name=vdm_name,
+    )
+    for name, unet in ((vdm_name, vdm_unet), (idm_name, idm_unet)):
+        width = unet.get("cross_attention_dim")
+        if width is not None and int(width) != int(text_dim):
+            raise IncompatibleModels(
+                f"the {name} expects {width}-wide text embeddings but the {vdm_name}'s two text encoders give "
+                f"{text_dim}-wide ones; choose models of one SDXL family"
+            )
+        expected, given = _added_width(unet, pooled_dim)
+        if expected is not None and expected != given:
+            raise IncompatibleModels(
+                f"the {name}'s added embedding takes {expected} numbers but 6 size ids × {unet.get('addition_time_embed_dim')} "
+                f"+ the {pooled_dim}-wide pooled embedding of the {vdm_name}'s second text encoder give {given}; "
+                "choose models of one SDXL family"
+            )
+
+
+# -- the backbone --------------------------------------------------------------------------------------------
+
+
+class AnimateDiffSDXLBackbone(DiffusersBackbone):
+    """AnimateDiff SDXL + an SDXL image UNet, loaded once; call :meth:`generate` as often as you like.
+
+    Args:
+        model: the video model: an SDXL base (diffusers folder or hub id) to which the motion adapter is added,
+            or a saved ``AnimateDiffSDXLPipeline`` folder (then no adapter is needed).
+        motion_adapter: SDXL motion adapter folder or hub id (default: ``guoyww/animatediff-motion-adapter-sdxl-beta``;
+            not used with a saved ``AnimateDiffSDXLPipeline`` unless given explicitly).
+        image_model: the IDM's UNet: an SDXL pipeline folder or hub id (its ``unet/``), a UNet folder, or one
+            ``.safetensors`` UNet file (loaded with ``UNet2DConditionModel.from_single_file``). Default: the SDXL base.
+        image_model_config: where a single-file image model's UNet config comes from (folder or hub id; default:
+            the video base's ``unet/``).
+        vae: another SDXL VAE for decoding, e.g. ``madebyollin/sdxl-vae-fp16-fix``.
+        original_size, crops_coords_top_left, target_size: SDXL's size conditioning, ``"H,W"`` each; the sizes
+            default to the video size, the crop to ``0,0`` (the stock pipeline's defaults).
+        image_loras: LoRA files for the IDM, ``"FILE[:SCALE]"`` each.
+        device, dtype, allow_pickle, revision, motion_adapter_revision, image_model_revision, vae_revision, variant,
+            motion_adapter_variant, image_variant, decode_chunk_size: as for ``animatediff``.
+    """
+
+    name = "animatediff-sdxl"
+    defaults = DEFAULTS
+    standard_step_on_frames = False
+    example_prompt = "A panda playing a guitar on a sunny beach, detailed, high quality."
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        motion_adapter: str | None = None,
+        image_model: str = DEFAULT_IMAGE_MODEL,
+        image_model_config: str | None = None,
+        vae: str | None = None,
+        original_size: str | tuple[int, int] | None = None,
+        crops_coords_top_left: str | tuple[int, int] = "0,0",
+        target_size: str | tuple[int, int] | None = None,
+        image_loras: list[Any] | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        allow_pickle: bool = False,
+        variant: str | None = None,
+        image_variant: str | None = None,
+        motion_adapter_variant: str | None = None,
+        revision: str | None = None,
+        motion_adapter_revision: str | None = None,
+        image_model_revision: str | None = None,
+        vae_revision: str | None = None,
+        decode_chunk_size: int = 16,
+    ):
+        # 0. arguments that need no file
+        self.size_conditioning = SizeConditioning(
+            original_size=parse_size(original_size, "original_size"),
+            crop_top_left=parse_size(crops_coords_top_left, "crops_coords_top_left") or (0, 0),
+            target_size=parse_size(target_size, "target_size"),
+        )
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.loras = parse_loras(image_loras, allow_pickle=allow_pickle)
+        self.decode_chunk_size = int(decode_chunk_size)
+        self.allow_pickle = allow_pickle
+
+        # 1. find every model, no network when cached
+        revisions = {"model": revision, "motion_adapter": motion_adapter_revision, "image_model": image_model_revision, "vae": vae_revision}
+        self.locations = self._find(model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions)
+
+        # 2. configs only: check base, adapter and image model before any weight loads
+        configs = self._read_configs()
+        video = self.locations["model"]
+        check_sdxl_pair(
+            vdm_unet=configs["vdm_unet"],
+            idm_unet=configs["idm_unet"],
+            text_dim=configs["text_dim"],
+            pooled_dim=configs["pooled_dim"],
+            vdm_scheduler=configs["vdm_scheduler"],
+            idm_scheduler=configs["idm_scheduler"],
+            vdm_vae=configs["vae"],
+            idm_vae=configs["idm_vae"],
+            adapter=configs["adapter"],
+            vdm_name=f"video model {video.source}",
+            idm_name=f"image model {self.locations['image_model'].source}",
+            adapter_name=f"motion adapter {self.locations['motion_adapter'].source}" if "motion_adapter" in self.locations else "motion adapter",
+        )
+        self.scheduler_config = configs["vdm_scheduler"]
+        self.latent_channels = int(configs["vdm_unet"]["in_channels"])
+        self.vae_scale_factor = 2 ** (len(configs["vae"]["block_out_channels"]) - 1)
+        self.max_frames = int(configs["max_frames"])
+        self.zero_empty_negatives = bool(configs["force_zeros_for_empty_prompt"])
+        prediction = self.scheduler_config.get("prediction_type", "epsilon")
+        image_prediction = (configs["idm_scheduler"] or {}).get("prediction_type", "epsilon")
+        if prediction != "epsilon":  # the adapter converts to ε, so the standard step must read ε too
+            self.scheduler_overrides = {**DDIM_OVERRIDES, "prediction_type": "epsilon"}
+
+        # 3. which weight files: variants and the pickle check, still before any weight loads
+        self.variants = self._plan({"model": variant, "motion_adapter": motion_adapter_variant, "image_model": image_variant})
+
+        # 4. weights
+        self._load()
+        schedule = NoiseSchedule.from_scheduler(self.make_scheduler())
+        common = dict(size=self.size_conditioning, vae_scale_factor=self.vae_scale_factor, schedule=schedule)
+        self.vdm = SDXLUNetScore(self.unet, prediction_type=prediction, **common)
+        self.idm = ImageOnVideo(SDXLUNetScore(self.image_unet, prediction_type=image_prediction, **common))
+
+    # -- loading ----------------------------------------------------------------------------------------
+
+    def _find(self, model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions) -> dict[str, Location]:
+        index = peek_json(model, "model_index.json", revisions["model"]) or {}
+        is_pipeline = index.get("_class_name") == "AnimateDiffSDXLPipeline"
+        requests = [ModelRequest("model", model, "video model (SDXL base or saved AnimateDiffSDXLPipeline)", revision=revisions["model"])]
+        if motion_adapter is not None or not is_pipeline:
+            requests.append(
+                ModelRequest(
+                    "motion_adapter", motion_adapter or DEFAULT_MOTION_ADAPTER, "SDXL motion adapter", ("config.json",), revision=revisions["motion_adapter"]
+                )
+            )
+        requests.append(
+            ModelRequest(
+                "image_model",
+                image_model,
+                "image model (SDXL UNet)",
+                ("unet/config.json", "config.json"),
+                single_file=True,
+                revision=revisions["image_model"],
+            )
+        )
+        if image_model_config is not None and os.path.isfile(os.path.expanduser(str(image_model))):
+            requests.append(ModelRequest("image_model_config", image_model_config, "image model config", ("unet/config.json", "config.json")))
+        if vae is not None:
+            requests.append(ModelRequest("vae", vae, "VAE", ("config.json", "vae/config.json"), revision=revisions["vae"]))
+        found = resolve_models(self.name, requests, allow_pickle=allow_pickle)
+        if motion_adapter is None and "motion_adapter" in found:
+            # a hub AnimateDiffSDXLPipeline that was not cached: only now is its model_index.json readable
+            if (found["model"].read_json("model_index.json") or {}).get("_class_name") == "AnimateDiffSDXLPipeline":
+                del found["motion_adapter"]
+        return found
+
+    def _read_configs(self) -> dict[str, Any]:
+        loc = self.locations
+        video = loc["model"]
+        index = video.read_json("model_index.json") or {}
+        self._is_pipeline = index.get("_class_name") == "AnimateDiffSDXLPipeline"
+        vdm_unet = require_json(video, "unet/config.json")
+        text = require_json(video, "text_encoder/config.json")
+        text_2 = require_json(video, "text_encoder_2/config.json")
+        vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
+        vae = require_json(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else require_json(video, "vae/config.json")
+        adapter = require_json(loc["motion_adapter"], "config.json") if "motion_adapter" in loc else None
+        max_frames = (adapter or vdm_unet).get("motion_max_seq_length", 32)
+
+        image = loc["image_model"]
+        if image.kind == "file":
+            source = loc.get("image_model_config", video)
+            idm_unet = require_json(source, "unet/config.json", "config.json")
+            self._image_config = source
+            idm_scheduler, idm_vae = None, None
+            logger.info("single-file image model: UNet config from %s; noise table assumed equal to the video model's", source.source)
+        else:
+            idm_unet = require_json(image, "unet/config.json", "config.json")
+            idm_scheduler = image.read_json("scheduler/scheduler_config.json")
+            idm_vae = image.read_json("vae/config.json")
+        return {
+            "vdm_unet": vdm_unet,
+            "text_dim": int(text.get("hidden_size", 0)) + int(text_2.get("hidden_size", 0)),
+            "pooled_dim": int(text_2.get("projection_dim") or text_2.get("hidden_size", 0)),
+            "vdm_scheduler": vdm_scheduler,
+            "vae": vae,
+            "adapter": adapter,
+            "max_frames": max_frames,
+            "force_zeros_for_empty_prompt": index.get("force_zeros_for_empty_prompt", True),
+            "idm_unet": idm_unet,
+            "idm_scheduler": idm_scheduler,
+            "idm_vae": idm_vae,
+        }
+
+    def _subfolders(self) -> dict[str, tuple[str, ...]]:
+        """The component folders each model loads (``""``: the model's root)."""
+        loc = self.locations
+        folders = {"model": ("unet", "text_encoder", "text_encoder_2") + (() if "vae" in loc else ("vae",))}
+        if "motion_adapter" in loc:
+            folders["motion_adapter"] = ("",)
+        if "vae" in loc:
+            folders["vae"] = ("vae",) if loc["vae"].read_json("config.json") is None else ("",)
+        image = loc["image_model"]
+        if image.kind != "file":
+            folders["image_model"] = ("unet",) if image.read_json("unet/config.json") is not None else ("",)
+        return folders
+
+    def _plan(self, requested: dict[str, str | None]) -> dict[str, str | None]:
+        return {
+            option: plan_weights(self.locations[option], subfolders, requested.get(option), dtype=self.dtype, allow_pickle=self.allow_pickle)
+            for option, subfolders in self._subfolders().items()
+        }
+
+    def _load(self) -> None:
+        from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
+
+        loc = self.locations
+
+        def kwargs(option: str) -> dict[str, Any]:
+            return load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=self.variants.get(option), location=loc[option])
+
+        logger.info("loading %s on %s", ", ".join(f"{k}={v.describe()}" for k, v in loc.items()), self.device)
+        parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
+        try:
+            if "motion_adapter" in loc:
+                parts["motion_adapter"] = MotionAdapter.from_pretrained(loc["motion_adapter"].path, **kwargs("motion_adapter"))
+                base_unet = UNet2DConditionModel.from_pretrained(loc["model"].path, subfolder="unet", **kwargs("model"))
+                parts["unet"] = motion_unet_from(base_unet, parts["motion_adapter"])
+                del base_unet
+            if "vae" in loc:
+                vae_loc = loc["vae"]
+                sub = "vae" if vae_loc.read_json("config.json") is None else None
+                parts["vae"] = AutoencoderKL.from_pretrained(vae_loc.path, subfolder=sub, **kwargs("vae"))
+            pipe = AnimateDiffSDXLPipeline.from_pretrained(loc["model"].path, **parts, **kwargs("model"))
+        except (OSError, ValueError) as exc:
+            raise explain_load_error(exc, loc["model"], allow_pickle=self.allow_pickle) from exc
+        self.unet, self.vae = pipe.unet, pipe.vae
+        self.tokenizers = (pipe.tokenizer, pipe.tokenizer_2)
+        self.text_encoders = (pipe.text_encoder, pipe.text_encoder_2)
+        del pipe, parts  # the adapter's weights now live inside the motion UNet
+
+        image = loc["image_model"]
+        try:
+            if image.kind == "file":
+                source = self._image_config
+                sub = "unet" if source.read_json("unet/config.json") is not None else None
+                self.image_unet = UNet2DConditionModel.from_single_file(
+                    image.path, config=source.path, subfolder=sub, local_files_only=source.kind != "hub", **{dtype_keyword(): self.dtype}
+                )
+            else:
+                sub = "unet" if image.read_json("unet/config.json") is not None else None
+                self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **kwargs("image_model"))
+        except (OSError, ValueError) as exc:
+            raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
+        apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
+        to_device(self.unet, self.vae, *self.text_encoders, self.image_unet, device=self.device)
+
+    # -- the Backbone interface -------------------------------------------------------------------------
+
+    def check_request(self, *, frames: int, height: int, width: int, steps: int) -> None:
+        super().check_request(frames=frames, height=height, width=width, steps=steps)
+        if frames > self.max_frames:
+            raise ValueError(
+                f"--frames {frames}: the motion module has {self.max_frames} positional slots, so AnimateDiff SDXL "
+                f"generates at most {self.max_frames} frames"
+            )
+
+    def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
+        text = encode_sdxl_prompt_pair(
+            self.tokenizers, self.text_encoders, prompts, negative_prompts, self.device, zero_empty_negatives=self.zero_empty_negatives
+        )
+        # the IDM reads the video model's embeddings and pooled embedding (both of the base's encoders)
+        return Conditioning(idm=text, vdm=text, prompts=list(prompts), negative_prompts=list(negative_prompts))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return decode_sdxl_video(self.vae, latents, chunk_size=self.decode_chunk_size)
+
+    def describe(self) -> dict[str, Any]:
+        size = self.size_conditioning
+        return {
+            **super().describe(),
+            "size_conditioning": {
+                "original_size": list(size.original_size) if size.original_size else "video size",
+                "crops_coords_top_left": list(size.crop_top_left),
+                "target_size": list(size.target_size) if size.target_size else "video size",
+            },
+        }

@@ -1,0 +1,47 @@
+"""Registry entry of the ``animatediff-sdxl`` backbone: AnimateDiff's SDXL motion adapter on an SDXL base as the VDM, an SDXL UNet as the IDM.
+
+This module stays free of torch and diffusers so that ``ivmixed list`` reads the spec without importing
+anything heavy; the backbone itself is :class:`ivmixed.backbones._animatediff_sdxl_impl.AnimateDiffSDXLBackbone`,
+imported on first load. Model ids live here, as defaults, and nowhere in the sampling code.
+"""
+
+from __future__ import annotations
+
+from ..registry import BackboneSpec, Option
+from .animatediff import INSTALL_HINT, LOADER_OPTIONS
+
+DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-sdxl-beta"
+#: the image model is the SDXL base's own UNet unless another SDXL model (a fine-tune) is given
+DEFAULT_IMAGE_MODEL = DEFAULT_MODEL
+
+OPTIONS = (
+    Option("model", "str", DEFAULT_MODEL, "video model: SDXL base folder or hub id, or a saved AnimateDiffSDXLPipeline"),
+    Option("motion_adapter", "str", DEFAULT_MOTION_ADAPTER, "SDXL motion adapter folder or hub id", none_ok=True),
+    Option("image_model", "str", DEFAULT_IMAGE_MODEL, "image model: SDXL (base or fine-tune) folder, hub id or one .safetensors UNet file"),
+    Option("image_model_config", "str", None, "config folder or hub id for a single-file image model (none: the base's UNet config)", none_ok=True),
+    Option("vae", "str", None, "an SDXL VAE folder or hub id to use instead of the base's, e.g. madebyollin/sdxl-vae-fp16-fix", none_ok=True),
+    Option("original_size", "str", None, "SDXL size conditioning 'HEIGHT,WIDTH' of the source image (none: the video size)", none_ok=True),
+    Option("crops_coords_top_left", "str", "0,0", "SDXL crop conditioning 'TOP,LEFT'"),
+    Option("target_size", "str", None, "SDXL target-size conditioning 'HEIGHT,WIDTH' (none: the video size)", none_ok=True),
+    *LOADER_OPTIONS,
+)
+
+SPEC = BackboneSpec(
+    name="animatediff-sdxl",
+    factory="ivmixed.backbones._animatediff_sdxl_impl:AnimateDiffSDXLBackbone",
+    summary="AnimateDiff SDXL (SDXL base + SDXL motion adapter) mixed with an SDXL image UNet; DDIM, ω 7.5, LoRA on the image model",
+    roles={
+        "vdm": f"AnimateDiff SDXL: SDXL base ({DEFAULT_MODEL}) + motion adapter ({DEFAULT_MOTION_ADAPTER}), "
+        "or a saved AnimateDiffSDXLPipeline folder",
+        "idm": "an SDXL UNet (default: the base's own; any SDXL fine-tune as a diffusers folder, hub id or one "
+        ".safetensors file); it reuses the video model's two text encoders (embeddings and pooled embedding) and VAE",
+    },
+    default_models={"model": DEFAULT_MODEL, "motion_adapter": DEFAULT_MOTION_ADAPTER, "image_model": DEFAULT_IMAGE_MODEL},
+    weight_files={"model": "model_index.json", "motion_adapter": "config.json", "image_model": "unet/config.json"},
+    requires=("torch", "diffusers", "transformers"),
+    install_hint=INSTALL_HINT,
+    prefers_cuda=True,
+    size_multiple=8,
+    options=OPTIONS,
+)
