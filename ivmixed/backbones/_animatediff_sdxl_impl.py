@@ -14,7 +14,7 @@ What SDXL adds to :mod:`ivmixed.backbones._animatediff_impl`, and where it lives
   the latent space and ᾱ table, read 2048-wide text embeddings and the same pooled width, and the motion adapter
   must have the base's blocks — all from configs, before any weight loads.
 - **decoding** — SDXL's VAE overflows in fp16 (its config says ``force_upcast``): :func:`decode_sdxl_video`
-  decodes as the stock pipeline does, in float32.
+  decodes in float32, as ``StableDiffusionXLPipeline`` does.
 
 The IDM reads the video model's text embeddings and pooled embedding (both encoders of the base), and its latents
 are decoded by the video model's VAE; only the IDM's UNet is loaded. Loading otherwise goes in the stages of
@@ -66,7 +66,7 @@ __all__ = [
     "encode_sdxl_prompt_pair",
     "check_sdxl_pair",
     "decode_sdxl_video",
-    "parse_size",
+    "size_pair",
     "motion_unet_from",
 ]
 
@@ -87,21 +87,17 @@ DEFAULTS = Defaults(height=1024, width=1024, frames=16, steps=50, guidance=7.5, 
 # -- conditioning ---------------------------------------------------------------------------------------------
 
 
-def parse_size(value: Any, option: str) -> tuple[int, int] | None:
-    """``"H,W"`` (or ``"HxW"``, or a pair of integers) -> ``(H, W)``; None stays None. ``ValueError`` in words otherwise."""
-    if value is None:
+def size_pair(height: int | None, width: int | None, what: str) -> tuple[int, int] | None:
+    """``(height, width)`` of one SDXL size conditioning, None when neither is given; both or neither."""
+    if height is None and width is None:
         return None
-    if isinstance(value, (tuple, list)):
-        parts = list(value)
-    else:
-        parts = str(value).replace("x", ",").replace("X", ",").split(",")
-    try:
-        pair = tuple(int(str(p).strip()) for p in parts)
-    except ValueError:
-        pair = ()
-    if len(pair) != 2 or min(pair) < 0:
-        raise ValueError(f"option {option}={value!r}: expected two non-negative integers 'HEIGHT,WIDTH' (e.g. 1024,1024)")
-    return pair  # type: ignore[return-value]
+    if height is None or width is None:
+        given, missing = ("height", "width") if width is None else ("width", "height")
+        raise ValueError(f"option {what}_{given} is given without {what}_{missing}: give both (or neither, for the video size)")
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"option {what}_{name}={value!r}: expected a positive integer (pixels)")
+    return int(height), int(width)
 
 
 @dataclass(frozen=True)
@@ -214,34 +210,22 @@ class SDXLUNetScore(UNetScore):
 # -- decoding ------------------------------------------------------------------------------------------------
 
 
-def _upcast_vae(vae) -> None:
-    """The VAE in float32, as ``AnimateDiffSDXLPipeline.upcast_vae`` leaves it: with PyTorch 2 (or xformers)
-    attention the input convolutions and the mid block may stay in fp16, where they do not overflow."""
-    from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0, XFormersAttnProcessor
-
-    dtype = vae.dtype
-    vae.to(dtype=torch.float32)
-    if isinstance(vae.decoder.mid_block.attentions[0].processor, (AttnProcessor2_0, XFormersAttnProcessor, FusedAttnProcessor2_0)):
-        vae.post_quant_conv.to(dtype)
-        vae.decoder.conv_in.to(dtype)
-        vae.decoder.mid_block.to(dtype)
-
-
 def decode_sdxl_video(vae, latents: torch.Tensor, *, chunk_size: int = 16) -> torch.Tensor:
     """Latents ``(B, C, F, h, w)`` -> frames ``(B, F, H, W, 3)`` float32 in [0, 1] on the CPU, ``chunk_size`` frames at a time.
 
-    The stock pipeline's decode: an fp16 VAE whose config says ``force_upcast`` (SDXL's, which overflows in fp16)
-    is upcast for the decode (:func:`_upcast_vae`) and returned to fp16 afterwards; the latents take the dtype of
-    its first layer. Then ``decode_latents`` and the ``VideoProcessor`` post-processing.
+    An fp16 VAE whose config says ``force_upcast`` (SDXL's, which overflows in fp16) decodes in float32 and returns
+    to fp16 afterwards, as ``StableDiffusionXLPipeline`` does: the whole VAE is cast. (``AnimateDiffSDXLPipeline``'s
+    own ``upcast_vae`` in diffusers 0.42 keeps the decoder's input layers and mid block in fp16 when PyTorch 2
+    attention is available, and its decode then stops on an fp16 activation meeting fp32 weights.) Then
+    ``decode_latents`` and the ``VideoProcessor`` post-processing, as the stock pipeline.
     """
     from diffusers.video_processor import VideoProcessor
 
     upcast = vae.dtype == torch.float16 and bool(vae.config.get("force_upcast", False))
     if upcast:
-        _upcast_vae(vae)
+        vae.to(dtype=torch.float32)
     try:
-        dtype = next(iter(vae.post_quant_conv.parameters())).dtype
-        images = fold_frames(1 / vae.config.scaling_factor * latents.to(dtype))
+        images = fold_frames(1 / vae.config.scaling_factor * latents.to(vae.dtype))
         step = max(1, chunk_size)
         with torch.no_grad():
             decoded = torch.cat([vae.decode(images[i : i + step]).sample for i in range(0, images.shape[0], step)])
@@ -364,12 +348,15 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
         motion_adapter: SDXL motion adapter folder or hub id (default: ``guoyww/animatediff-motion-adapter-sdxl-beta``;
             not used with a saved ``AnimateDiffSDXLPipeline`` unless given explicitly).
         image_model: the IDM's UNet: an SDXL pipeline folder or hub id (its ``unet/``), a UNet folder, or one
-            ``.safetensors`` UNet file (loaded with ``UNet2DConditionModel.from_single_file``). Default: the SDXL base.
+            ``.safetensors`` UNet file (loaded with ``UNet2DConditionModel.from_single_file``). Default: the video
+            model's SDXL base (``stabilityai/stable-diffusion-xl-base-1.0`` when the video model is a saved
+            ``AnimateDiffSDXLPipeline``, whose UNet has the motion modules).
         image_model_config: where a single-file image model's UNet config comes from (folder or hub id; default:
             the video base's ``unet/``).
         vae: another SDXL VAE for decoding, e.g. ``madebyollin/sdxl-vae-fp16-fix``.
-        original_size, crops_coords_top_left, target_size: SDXL's size conditioning, ``"H,W"`` each; the sizes
-            default to the video size, the crop to ``0,0`` (the stock pipeline's defaults).
+        original_height, original_width, crop_top, crop_left, target_height, target_width: SDXL's size
+            conditioning (``original_size``, ``crops_coords_top_left``, ``target_size`` of the stock pipeline), in
+            pixels; the sizes default to the video size, the crop to (0, 0), as in the stock pipeline.
         image_loras: LoRA files for the IDM, ``"FILE[:SCALE]"`` each.
         device, dtype, allow_pickle, revision, motion_adapter_revision, image_model_revision, vae_revision, variant,
             motion_adapter_variant, image_variant, decode_chunk_size: as for ``animatediff``.
@@ -385,12 +372,15 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
         *,
         model: str = DEFAULT_MODEL,
         motion_adapter: str | None = None,
-        image_model: str = DEFAULT_IMAGE_MODEL,
+        image_model: str | None = None,
         image_model_config: str | None = None,
         vae: str | None = None,
-        original_size: str | tuple[int, int] | None = None,
-        crops_coords_top_left: str | tuple[int, int] = "0,0",
-        target_size: str | tuple[int, int] | None = None,
+        original_height: int | None = None,
+        original_width: int | None = None,
+        crop_top: int = 0,
+        crop_left: int = 0,
+        target_height: int | None = None,
+        target_width: int | None = None,
         image_loras: list[Any] | None = None,
         device: str | None = None,
         dtype: str | None = None,
@@ -405,10 +395,13 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
         decode_chunk_size: int = 16,
     ):
         # 0. arguments that need no file
+        for name, value in (("crop_top", crop_top), ("crop_left", crop_left)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"option {name}={value!r}: expected a non-negative integer (pixels)")
         self.size_conditioning = SizeConditioning(
-            original_size=parse_size(original_size, "original_size"),
-            crop_top_left=parse_size(crops_coords_top_left, "crops_coords_top_left") or (0, 0),
-            target_size=parse_size(target_size, "target_size"),
+            original_size=size_pair(original_height, original_width, "original"),
+            crop_top_left=(int(crop_top), int(crop_left)),
+            target_size=size_pair(target_height, target_width, "target"),
         )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -462,6 +455,10 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
     def _find(self, model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions) -> dict[str, Location]:
         index = peek_json(model, "model_index.json", revisions["model"]) or {}
         is_pipeline = index.get("_class_name") == "AnimateDiffSDXLPipeline"
+        if image_model is None:  # the base's own UNet (at the base's revision), or the SDXL base next to a saved pipeline
+            image_model = DEFAULT_IMAGE_MODEL if is_pipeline else model
+            if not is_pipeline and revisions["image_model"] is None:
+                revisions = {**revisions, "image_model": revisions["model"]}
         requests = [ModelRequest("model", model, "video model (SDXL base or saved AnimateDiffSDXLPipeline)", revision=revisions["model"])]
         if motion_adapter is not None or not is_pipeline:
             requests.append(
@@ -497,7 +494,10 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
         self._is_pipeline = index.get("_class_name") == "AnimateDiffSDXLPipeline"
         vdm_unet = require_json(video, "unet/config.json")
         text = require_json(video, "text_encoder/config.json")
-        text_2 = require_json(video, "text_encoder_2/config.json")
+        text_2 = video.read_json("text_encoder_2/config.json")
+        if text_2 is None and vdm_unet.get("addition_embed_type") == "text_time":
+            text_2 = require_json(video, "text_encoder_2/config.json")
+        text_2 = text_2 or {}  # not an SDXL base: the pair check says so first
         vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
         vae = require_json(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else require_json(video, "vae/config.json")
         adapter = require_json(loc["motion_adapter"], "config.json") if "motion_adapter" in loc else None

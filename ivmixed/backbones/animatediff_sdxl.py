@@ -12,18 +12,25 @@ from .animatediff import INSTALL_HINT, LOADER_OPTIONS
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-sdxl-beta"
-#: the image model is the SDXL base's own UNet unless another SDXL model (a fine-tune) is given
+#: the image model is the video model's SDXL base (its own UNet, without the motion modules) unless another SDXL model
+#: (a fine-tune) is given; this id is the default when the video model is a saved AnimateDiffSDXLPipeline
 DEFAULT_IMAGE_MODEL = DEFAULT_MODEL
 
 OPTIONS = (
     Option("model", "str", DEFAULT_MODEL, "video model: SDXL base folder or hub id, or a saved AnimateDiffSDXLPipeline"),
     Option("motion_adapter", "str", DEFAULT_MOTION_ADAPTER, "SDXL motion adapter folder or hub id", none_ok=True),
-    Option("image_model", "str", DEFAULT_IMAGE_MODEL, "image model: SDXL (base or fine-tune) folder, hub id or one .safetensors UNet file"),
+    Option(
+        "image_model", "str", None, "image model: SDXL (base or fine-tune) folder, hub id or one .safetensors UNet file "
+        f"(none: the video model's SDXL base; {DEFAULT_IMAGE_MODEL} with a saved AnimateDiffSDXLPipeline)", none_ok=True,
+    ),
     Option("image_model_config", "str", None, "config folder or hub id for a single-file image model (none: the base's UNet config)", none_ok=True),
     Option("vae", "str", None, "an SDXL VAE folder or hub id to use instead of the base's, e.g. madebyollin/sdxl-vae-fp16-fix", none_ok=True),
-    Option("original_size", "str", None, "SDXL size conditioning 'HEIGHT,WIDTH' of the source image (none: the video size)", none_ok=True),
-    Option("crops_coords_top_left", "str", "0,0", "SDXL crop conditioning 'TOP,LEFT'"),
-    Option("target_size", "str", None, "SDXL target-size conditioning 'HEIGHT,WIDTH' (none: the video size)", none_ok=True),
+    Option("original_height", "int", None, "SDXL size conditioning: height of the source image (none: the video height)", min=1, max=16384, none_ok=True),
+    Option("original_width", "int", None, "SDXL size conditioning: width of the source image (none: the video width)", min=1, max=16384, none_ok=True),
+    Option("crop_top", "int", 0, "SDXL crop conditioning: top crop coordinate", min=0, max=16384),
+    Option("crop_left", "int", 0, "SDXL crop conditioning: left crop coordinate", min=0, max=16384),
+    Option("target_height", "int", None, "SDXL target-size conditioning: height (none: the video height)", min=1, max=16384, none_ok=True),
+    Option("target_width", "int", None, "SDXL target-size conditioning: width (none: the video width)", min=1, max=16384, none_ok=True),
     *LOADER_OPTIONS,
 )
 

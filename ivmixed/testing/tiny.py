@@ -705,6 +705,31 @@ def save_sdxl_unet_single_file(path: Path, *, seed: int = 53) -> Path:
     return Path(path)
 
 
+def save_animatediff_sdxl_pipeline(folder: Path, *, seed: int = 58) -> Path:
+    """A saved ``AnimateDiffSDXLPipeline`` (SDXL base with the motion modules in its UNet, and the adapter, one folder)."""
+    from diffusers import AnimateDiffSDXLPipeline, EulerDiscreteScheduler, UNetMotionModel
+
+    folder = Path(folder)
+    base_unet, adapter = tiny_sdxl_unet(seed=seed), tiny_sdxl_motion_adapter(seed + 1)
+    unet = UNetMotionModel.from_unet2d(base_unet, adapter)
+    unet.add_embedding.load_state_dict(base_unet.add_embedding.state_dict())  # from_unet2d leaves it random
+    text_encoder, text_encoder_2 = tiny_sdxl_text_encoders(seed)
+    pipe = AnimateDiffSDXLPipeline(
+        vae=tiny_sdxl_vae(seed),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tiny_tokenizer(),
+        tokenizer_2=tiny_tokenizer(),
+        unet=unet,
+        motion_adapter=adapter,
+        scheduler=EulerDiscreteScheduler.from_config({k: v for k, v in SDXL_SCHEDULER.items() if not k.startswith("_")}),
+    )
+    pipe.save_pretrained(str(folder))
+    _write_sdxl_tokenizers(folder)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SDXL_SCHEDULER, indent=2))
+    return folder
+
+
 @dataclass(frozen=True)
 class TinySDXLModels:
     """Paths of the tiny SDXL folders."""
@@ -712,6 +737,7 @@ class TinySDXLModels:
     root: Path
     base: Path  # SDXL pipeline folder: the video model's base
     motion_adapter: Path  # SDXL motion adapter folder
+    pipeline: Path  # saved AnimateDiffSDXLPipeline folder
     finetune: Path  # another SDXL pipeline folder (other weights): an image model
     image_unet: Path  # bare SDXL UNet folder
     image_unet_file: Path  # single .safetensors SDXL UNet
@@ -727,6 +753,7 @@ def build_sdxl(root: Path) -> TinySDXLModels:
         root=root,
         base=save_sdxl(root / "sdxl_base", seed=50),
         motion_adapter=save_sdxl_motion_adapter(root / "sdxl_motion_adapter", seed=51),
+        pipeline=save_animatediff_sdxl_pipeline(root / "animatediff_sdxl", seed=58),
         finetune=save_sdxl(root / "sdxl_finetune", seed=54),
         image_unet=save_sdxl_unet_folder(root / "sdxl_image_unet", seed=52),
         image_unet_file=save_sdxl_unet_single_file(root / "sdxl_image_unet.safetensors", seed=53),
