@@ -106,8 +106,14 @@ def test_origin_equals_stock_animatediff_sdxl_pipeline(sdxl, layout, negative, s
         negative_prompt=None if negative is None else [negative] * 2,
         **sizes,
     )
-    latents = stock(prompts, generator=torch.Generator("cpu").manual_seed(7), output_type="latent", **kwargs).frames
-    frames = np.asarray(stock(prompts, generator=torch.Generator("cpu").manual_seed(7), output_type="np", **kwargs).frames)
+    final = {}
+
+    def keep_latents(pipe, step, timestep, tensors):
+        final.update(tensors)
+        return tensors
+
+    frames = stock(prompts, generator=torch.Generator("cpu").manual_seed(7), output_type="np", callback_on_step_end=keep_latents, **kwargs).frames
+    frames, latents = np.asarray(frames), final["latents"]  # after the last step, before decoding
     latent_gap = float((latents - video.latents).abs().max())
     frame_gap = float(np.abs(frames - video.frames).max())
     print(f"animatediff-sdxl ({layout}, negative={negative!r}, {sizes}) origin vs stock: latents {latent_gap:.3g}, frames {frame_gap:.3g}")
@@ -287,11 +293,11 @@ def test_image_model_from_a_single_safetensors_file(sdxl, options):
     assert torch.isfinite(video.latents).all()
 
 
-def test_image_lora_changes_only_the_image_model(tmp_path, sdxl, options):
+def test_image_lora_changes_only_the_image_model(tmp_path, sdxl, options, backbone):
     from ivmixed.testing import tiny
 
     lora = tiny.save_peft_lora(tmp_path / "sdxl_lora.safetensors", sdxl.finetune, seed=61)
-    plain = ivmixed.load("animatediff-sdxl", **options)
+    plain = backbone
     with_lora = ivmixed.load("animatediff-sdxl", **options, image_loras=[str(lora)])
     args = dict(seed=5, decode=False, **SMALL)
     assert (with_lora.generate("a", program="I-I", **args).latents - plain.generate("a", program="I-I", **args).latents).abs().max() > 1e-3
