@@ -1,6 +1,7 @@
 """The ``animatediff-sdxl`` backbone: AnimateDiff SDXL (SDXL base + SDXL motion adapter) as the VDM, an SDXL UNet as the IDM.
 
-What SDXL adds to :mod:`ivmixed.backbones._animatediff_impl`, and where it lives here:
+Built on the kit's template (:class:`~ivmixed.backbones.diffusers.DiffusersBackbone`), like ``animatediff``: find
+every model, check the pair from configs, choose the weight files, load. What SDXL adds, and where it lives here:
 
 - **two text encoders** — :func:`encode_sdxl_prompt_pair`: the penultimate hidden states of CLIP-L and
   OpenCLIP-bigG side by side (768 + 1280 = 2048 wide in SDXL), and the second encoder's projected pooled
@@ -8,17 +9,19 @@ What SDXL adds to :mod:`ivmixed.backbones._animatediff_impl`, and where it lives
   them. An empty negative prompt gives zero embeddings when the base says ``force_zeros_for_empty_prompt`` (SDXL's
   convention for "no negative prompt").
 - **size conditioning** — the six ``time_ids`` (original size, crop top-left, target size) and the pooled embedding
-  enter every UNet call as ``added_cond_kwargs``; :class:`SDXLUNetScore` builds the ids from the latent size (the
-  video size, as the stock pipeline does by default) unless fixed sizes are given.
-- **the pair check** — :func:`check_sdxl_pair`: both UNets must be SDXL (``addition_embed_type="text_time"``), share
-  the latent space and ᾱ table, read 2048-wide text embeddings and the same pooled width, and the motion adapter
-  must have the base's blocks — all from configs, before any weight loads.
+  enter every UNet call as ``added_cond_kwargs`` of the kit's :class:`~ivmixed.backbones.diffusers.UNetCond`;
+  :class:`SDXLUNetScore` builds the ids from the latent size (the video size, as the stock pipeline does by
+  default) unless fixed sizes are given, and lays the rows out per image or per clip.
+- **the pair check** — :func:`check_sdxl_models`: both UNets must be SDXL (``addition_embed_type="text_time"``),
+  read the base's 2048-wide text embeddings and its pooled width, and the motion adapter must have the base's
+  blocks; the template then checks latent channels, VAE scaling and the ᾱ table — all from configs, before any
+  weight loads.
+- **the motion UNet** — :func:`motion_unet_from` keeps the base's added embedding, which diffusers' conversion drops.
 - **decoding** — SDXL's VAE overflows in fp16 (its config says ``force_upcast``): :func:`decode_sdxl_video`
   decodes in float32, as ``StableDiffusionXLPipeline`` does.
 
 The IDM reads the video model's text embeddings and pooled embedding (both encoders of the base), and its latents
-are decoded by the video model's VAE; only the IDM's UNet is loaded. Loading otherwise goes in the stages of
-``animatediff``: find every model, check the pair from configs, choose weight files, load.
+are decoded by the video model's VAE; only the IDM's UNet is loaded.
 """
 
 from __future__ import annotations
@@ -30,32 +33,11 @@ from typing import Any
 
 import torch
 
-from ..guidance import ImageOnVideo
-from ..schedules import released_guidance
-from ..steps import NoiseSchedule, fold_frames, unfold_frames
-from ._diffusers import (
-    DDIM_OVERRIDES,
-    DiffusersBackbone,
-    Location,
-    ModelRequest,
-    UNetScore,
-    apply_loras,
-    check_pair,
-    dtype_keyword,
-    explain_load_error,
-    load_kwargs,
-    parse_loras,
-    peek_json,
-    plan_weights,
-    require_json,
-    resolve_device,
-    resolve_dtype,
-    resolve_models,
-    to_device,
-    to_eps,
-)
-from .animatediff_sdxl import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, DEFAULT_MOTION_ADAPTER
-from .base import Conditioning, Defaults, IncompatibleModels, Preset
+from ..guidance import ImageOnVideo, ScoreModel
+from ..steps import fold_frames, unfold_frames
+from .animatediff_sdxl import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, DEFAULT_MOTION_ADAPTER, DEFAULTS, SPEC
+from .base import Conditioning, IncompatibleModels
+from .diffusers import DiffusersBackbone, Location, ModelRequest, PairConfigs, UNetCond, UNetScore, dtype_keyword, peek_json, require_json, to_eps
 
 __all__ = [
     "AnimateDiffSDXLBackbone",
@@ -64,24 +46,13 @@ __all__ = [
     "SizeConditioning",
     "SDXLUNetScore",
     "encode_sdxl_prompt_pair",
-    "check_sdxl_pair",
+    "check_sdxl_models",
     "decode_sdxl_video",
-    "size_pair",
     "motion_unet_from",
+    "size_pair",
 ]
 
 logger = logging.getLogger(__name__)
-
-REFERENCE = Preset(
-    program="IV-IV:ad",
-    guidance=7.5,
-    zigzag=released_guidance(),
-    description="the released AnimateDiff IV-mixed recipe applied to SDXL (the released code has no SDXL pipeline): "
-    "IV-IV on every step with its first two sub-steps swapped, zigzag guidance ±4.000000953674316, ω 7.5; "
-    "decoded as the stock SDXL pipeline decodes",
-)
-
-DEFAULTS = Defaults(height=1024, width=1024, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
 
 
 # -- conditioning ---------------------------------------------------------------------------------------------
@@ -178,32 +149,43 @@ def encode_sdxl_prompt_pair(
 class SDXLUNetScore(UNetScore):
     """An SDXL UNet (image or motion) as a score model ``eps(x, t, cond)`` with ``cond`` an :class:`SDXLText`.
 
-    Every call passes ``added_cond_kwargs = {"text_embeds": pooled, "time_ids": ids}``, the ids built from the
-    latent size times ``vae_scale_factor`` (see :class:`SizeConditioning`). Rows: an image UNet sees ``(N·F, C, H, W)``
-    and gets every tensor repeated per frame; a motion UNet sees ``(N, C, F, H, W)`` and gets the text embeddings
-    repeated per frame (what ``UNetMotionModel`` expects) and the pooled embedding and ids once per clip.
+    Each call passes the kit's :class:`~ivmixed.backbones.diffusers.UNetCond`: the text embeddings and
+    ``added_cond_kwargs = {"text_embeds": pooled, "time_ids": ids}``, the ids built from the latent size times
+    ``vae_scale_factor`` (see :class:`SizeConditioning`). Rows: an image UNet sees ``(N·F, C, H, W)`` and gets every
+    tensor repeated per frame; a motion UNet sees ``(N, C, F, H, W)`` and gets the text embeddings repeated per
+    frame but the pooled embedding and ids once per clip (``UNetMotionModel`` repeats its added embedding itself).
     """
 
     def __init__(self, unet, *, size: SizeConditioning, vae_scale_factor: int, **kwargs):
         super().__init__(unet, repeat_cond=True, **kwargs)
         self.size = size
         self.vae_scale_factor = int(vae_scale_factor)
+        self._last: tuple[Any, tuple[int, ...], UNetCond] | None = None
 
-    def added_cond(self, cond: SDXLText, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        rows = x.shape[0]
-        if rows % len(cond):
-            raise ValueError(f"cannot pair {len(cond)} conditioning rows with {rows} network rows")
+    def unet_cond(self, cond: SDXLText, x: torch.Tensor) -> UNetCond:
+        """The UNet's conditioning for latents ``x``, laid out for its rows (cached for the last ``cond`` and shape)."""
+        key = (x.shape[0], x.ndim, *x.shape[2:])
+        if self._last is not None and self._last[0] is cond and self._last[1] == key:
+            return self._last[2]
+        rows = len(cond)
         height, width = (int(n) * self.vae_scale_factor for n in x.shape[-2:])
         ids = torch.tensor([self.size.time_ids(height, width)], dtype=cond.embeds.dtype, device=cond.embeds.device)
-        reps = rows // len(cond)
-        pooled = cond.pooled.repeat_interleave(reps, dim=0) if reps > 1 else cond.pooled
-        return {"text_embeds": pooled, "time_ids": ids.repeat(rows, 1)}
+        per_clip = UNetCond(cond.embeds, added_cond_kwargs={"text_embeds": cond.pooled, "time_ids": ids.repeat(rows, 1)})
+        if x.ndim == 5:  # motion UNet: text per frame, added embedding per clip
+            if x.shape[0] != rows:
+                raise ValueError(f"cannot pair {rows} conditioning rows with {x.shape[0]} clips")
+            built = UNetCond(cond.embeds.repeat_interleave(x.shape[2], dim=0), added_cond_kwargs=per_clip.added_cond_kwargs)
+        else:  # image UNet: everything per image
+            if x.shape[0] % rows:
+                raise ValueError(f"cannot pair {rows} conditioning rows with {x.shape[0]} images")
+            built = per_clip.repeated(x.shape[0] // rows)
+        self._last = (cond, key, built)
+        return built
 
     def __call__(self, x: torch.Tensor, t: int, cond: SDXLText) -> torch.Tensor:
-        hidden = self._rows(cond.embeds, x)
-        added = self.added_cond(cond, x)
+        kwargs = self.unet_cond(cond, x).call_kwargs()
         with torch.no_grad():
-            out = self.unet(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added, return_dict=False, **self.call_kwargs)[0]
+            out = self.unet(x, t, return_dict=False, **kwargs, **self.call_kwargs)[0]
         return to_eps(out, x, t, self.prediction_type, self.schedule)
 
 
@@ -266,25 +248,24 @@ def _added_width(unet: dict[str, Any], pooled_dim: int) -> tuple[int | None, int
     return (None if expected is None else int(expected)), 6 * int(unet.get("addition_time_embed_dim") or 0) + int(pooled_dim)
 
 
-def check_sdxl_pair(
+def check_sdxl_models(
     *,
     vdm_unet: dict[str, Any],
     idm_unet: dict[str, Any],
     text_dim: int,
     pooled_dim: int,
-    vdm_scheduler: dict[str, Any],
-    idm_scheduler: dict[str, Any] | None,
-    vdm_vae: dict[str, Any] | None = None,
-    idm_vae: dict[str, Any] | None = None,
     adapter: dict[str, Any] | None = None,
     vdm_name: str = "video model",
     idm_name: str = "image model",
     adapter_name: str = "motion adapter",
 ) -> None:
-    """Refuse a base / adapter / image model combination that cannot run or cannot be mixed, from configs alone.
+    """Refuse a base / adapter / image model combination that SDXL conditioning cannot serve, from configs alone.
 
-    ``text_dim`` is the width of the base's two text encoders side by side, ``pooled_dim`` the second one's
-    projection. Raises :class:`~ivmixed.backbones.base.IncompatibleModels` naming the model and what differs.
+    Both UNets must be SDXL's (``addition_embed_type="text_time"``), the adapter must have the base's blocks, and
+    both UNets must read the base's ``text_dim``-wide embeddings (its two encoders side by side) and an added
+    embedding of 6 size ids plus its ``pooled_dim``-wide pooled embedding. Raises
+    :class:`~ivmixed.backbones.base.IncompatibleModels` naming the model and what differs. (The latent space and the
+    ᾱ table are checked by the template's :func:`~ivmixed.backbones.diffusers.check_pair`.)
     """
     if vdm_unet.get("addition_embed_type") != "text_time":
         raise IncompatibleModels(
@@ -310,16 +291,6 @@ def check_sdxl_pair(
             "'text_time'; SD1.5 and SD2 UNets have none), so it cannot read the SDXL text embeddings, pooled embedding "
             "and size conditioning; choose an SDXL image model (the base or an SDXL fine-tune)"
         )
-    check_pair(
-        idm_unet=idm_unet,
-        vdm_unet=vdm_unet,
-        vdm_scheduler=vdm_scheduler,
-        idm_scheduler=idm_scheduler,
-        vdm_vae=vdm_vae,
-        idm_vae=idm_vae,
-        idm_name=idm_name,
-        vdm_name=vdm_name,
-    )
     for name, unet in ((vdm_name, vdm_unet), (idm_name, idm_unet)):
         width = unet.get("cross_attention_dim")
         if width is not None and int(width) != int(text_dim):
@@ -362,10 +333,13 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
             motion_adapter_variant, image_variant, decode_chunk_size: as for ``animatediff``.
     """
 
-    name = "animatediff-sdxl"
-    defaults = DEFAULTS
+    name = SPEC.name
+    defaults = SPEC.defaults
     standard_step_on_frames = False
+    video_cond_per_frame = True  # UNetMotionModel takes one text-embedding row per frame
     example_prompt = "A panda playing a guitar on a sunny beach, detailed, high quality."
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
 
     def __init__(
         self,
@@ -394,7 +368,6 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
         vae_revision: str | None = None,
         decode_chunk_size: int = 16,
     ):
-        # 0. arguments that need no file
         for name, value in (("crop_top", crop_top), ("crop_left", crop_left)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"option {name}={value!r}: expected a non-negative integer (pixels)")
@@ -403,69 +376,32 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
             crop_top_left=(int(crop_top), int(crop_left)),
             target_size=size_pair(target_height, target_width, "target"),
         )
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.loras = parse_loras(image_loras, allow_pickle=allow_pickle)
-        self.decode_chunk_size = int(decode_chunk_size)
-        self.allow_pickle = allow_pickle
-
-        # 1. find every model, no network when cached
-        revisions = {"model": revision, "motion_adapter": motion_adapter_revision, "image_model": image_model_revision, "vae": vae_revision}
-        self.locations = self._find(model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions)
-
-        # 2. configs only: check base, adapter and image model before any weight loads
-        configs = self._read_configs()
-        video = self.locations["model"]
-        check_sdxl_pair(
-            vdm_unet=configs["vdm_unet"],
-            idm_unet=configs["idm_unet"],
-            text_dim=configs["text_dim"],
-            pooled_dim=configs["pooled_dim"],
-            vdm_scheduler=configs["vdm_scheduler"],
-            idm_scheduler=configs["idm_scheduler"],
-            vdm_vae=configs["vae"],
-            idm_vae=configs["idm_vae"],
-            adapter=configs["adapter"],
-            vdm_name=f"video model {video.source}",
-            idm_name=f"image model {self.locations['image_model'].source}",
-            adapter_name=f"motion adapter {self.locations['motion_adapter'].source}" if "motion_adapter" in self.locations else "motion adapter",
+        self.models = {"model": model, "motion_adapter": motion_adapter, "image_model": image_model, "image_model_config": image_model_config, "vae": vae}
+        self.revisions = {"model": revision, "motion_adapter": motion_adapter_revision, "image_model": image_model_revision, "vae": vae_revision}
+        super().__init__(
+            device=device,
+            dtype=dtype,
+            allow_pickle=allow_pickle,
+            image_loras=image_loras,
+            decode_chunk_size=decode_chunk_size,
+            variants={"model": variant, "motion_adapter": motion_adapter_variant, "image_model": image_variant},
         )
-        self.scheduler_config = configs["vdm_scheduler"]
-        self.latent_channels = int(configs["vdm_unet"]["in_channels"])
-        self.vae_scale_factor = 2 ** (len(configs["vae"]["block_out_channels"]) - 1)
-        self.max_frames = int(configs["max_frames"])
-        self.zero_empty_negatives = bool(configs["force_zeros_for_empty_prompt"])
-        prediction = self.scheduler_config.get("prediction_type", "epsilon")
-        image_prediction = (configs["idm_scheduler"] or {}).get("prediction_type", "epsilon")
-        if prediction != "epsilon":  # the adapter converts to ε, so the standard step must read ε too
-            self.scheduler_overrides = {**DDIM_OVERRIDES, "prediction_type": "epsilon"}
 
-        # 3. which weight files: variants and the pickle check, still before any weight loads
-        self.variants = self._plan({"model": variant, "motion_adapter": motion_adapter_variant, "image_model": image_variant})
+    # -- the template's hooks ---------------------------------------------------------------------------
 
-        # 4. weights
-        self._load()
-        schedule = NoiseSchedule.from_scheduler(self.make_scheduler())
-        common = dict(size=self.size_conditioning, vae_scale_factor=self.vae_scale_factor, schedule=schedule)
-        self.vdm = SDXLUNetScore(self.unet, prediction_type=prediction, **common)
-        self.idm = ImageOnVideo(SDXLUNetScore(self.image_unet, prediction_type=image_prediction, **common))
-
-    # -- loading ----------------------------------------------------------------------------------------
-
-    def _find(self, model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions) -> dict[str, Location]:
+    def requests(self) -> list[ModelRequest]:
+        models, revisions = self.models, dict(self.revisions)
+        model, image_model = models["model"], models["image_model"]
         index = peek_json(model, "model_index.json", revisions["model"]) or {}
         is_pipeline = index.get("_class_name") == "AnimateDiffSDXLPipeline"
         if image_model is None:  # the base's own UNet (at the base's revision), or the SDXL base next to a saved pipeline
             image_model = DEFAULT_IMAGE_MODEL if is_pipeline else model
             if not is_pipeline and revisions["image_model"] is None:
-                revisions = {**revisions, "image_model": revisions["model"]}
+                revisions["image_model"] = revisions["model"]
         requests = [ModelRequest("model", model, "video model (SDXL base or saved AnimateDiffSDXLPipeline)", revision=revisions["model"])]
-        if motion_adapter is not None or not is_pipeline:
-            requests.append(
-                ModelRequest(
-                    "motion_adapter", motion_adapter or DEFAULT_MOTION_ADAPTER, "SDXL motion adapter", ("config.json",), revision=revisions["motion_adapter"]
-                )
-            )
+        if models["motion_adapter"] is not None or not is_pipeline:
+            adapter = models["motion_adapter"] or DEFAULT_MOTION_ADAPTER
+            requests.append(ModelRequest("motion_adapter", adapter, "SDXL motion adapter", ("config.json",), revision=revisions["motion_adapter"]))
         requests.append(
             ModelRequest(
                 "image_model",
@@ -476,60 +412,61 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
                 revision=revisions["image_model"],
             )
         )
-        if image_model_config is not None and os.path.isfile(os.path.expanduser(str(image_model))):
-            requests.append(ModelRequest("image_model_config", image_model_config, "image model config", ("unet/config.json", "config.json")))
-        if vae is not None:
-            requests.append(ModelRequest("vae", vae, "VAE", ("config.json", "vae/config.json"), revision=revisions["vae"]))
-        found = resolve_models(self.name, requests, allow_pickle=allow_pickle)
-        if motion_adapter is None and "motion_adapter" in found:
+        if models["image_model_config"] is not None and os.path.isfile(os.path.expanduser(str(image_model))):
+            requests.append(ModelRequest("image_model_config", models["image_model_config"], "image model config", ("unet/config.json", "config.json")))
+        if models["vae"] is not None:
+            requests.append(ModelRequest("vae", models["vae"], "VAE", ("config.json", "vae/config.json"), revision=revisions["vae"]))
+        return requests
+
+    def find(self) -> dict[str, Location]:
+        found = super().find()
+        if self.models["motion_adapter"] is None and "motion_adapter" in found:
             # a hub AnimateDiffSDXLPipeline that was not cached: only now is its model_index.json readable
             if (found["model"].read_json("model_index.json") or {}).get("_class_name") == "AnimateDiffSDXLPipeline":
                 del found["motion_adapter"]
         return found
 
-    def _read_configs(self) -> dict[str, Any]:
+    def read_configs(self) -> PairConfigs:
         loc = self.locations
         video = loc["model"]
         index = video.read_json("model_index.json") or {}
-        self._is_pipeline = index.get("_class_name") == "AnimateDiffSDXLPipeline"
         vdm_unet = require_json(video, "unet/config.json")
         text = require_json(video, "text_encoder/config.json")
         text_2 = video.read_json("text_encoder_2/config.json")
         if text_2 is None and vdm_unet.get("addition_embed_type") == "text_time":
             text_2 = require_json(video, "text_encoder_2/config.json")
-        text_2 = text_2 or {}  # not an SDXL base: the pair check says so first
+        text_2 = text_2 or {}  # not an SDXL base: the SDXL check below says so first
         vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
         vae = require_json(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else require_json(video, "vae/config.json")
         adapter = require_json(loc["motion_adapter"], "config.json") if "motion_adapter" in loc else None
-        max_frames = (adapter or vdm_unet).get("motion_max_seq_length", 32)
+        self.max_frames = int((adapter or vdm_unet).get("motion_max_seq_length", 32))
+        self.zero_empty_negatives = bool(index.get("force_zeros_for_empty_prompt", True))
 
         image = loc["image_model"]
         if image.kind == "file":
-            source = loc.get("image_model_config", video)
-            idm_unet = require_json(source, "unet/config.json", "config.json")
-            self._image_config = source
+            self.image_config = loc.get("image_model_config", video)
+            idm_unet = require_json(self.image_config, "unet/config.json", "config.json")
             idm_scheduler, idm_vae = None, None
-            logger.info("single-file image model: UNet config from %s; noise table assumed equal to the video model's", source.source)
+            logger.info("single-file image model: UNet config from %s; noise table assumed equal to the video model's", self.image_config.source)
         else:
             idm_unet = require_json(image, "unet/config.json", "config.json")
-            idm_scheduler = image.read_json("scheduler/scheduler_config.json")
-            idm_vae = image.read_json("vae/config.json")
-        return {
-            "vdm_unet": vdm_unet,
-            "text_dim": int(text.get("hidden_size", 0)) + int(text_2.get("hidden_size", 0)),
-            "pooled_dim": int(text_2.get("projection_dim") or text_2.get("hidden_size", 0)),
-            "vdm_scheduler": vdm_scheduler,
-            "vae": vae,
-            "adapter": adapter,
-            "max_frames": max_frames,
-            "force_zeros_for_empty_prompt": index.get("force_zeros_for_empty_prompt", True),
-            "idm_unet": idm_unet,
-            "idm_scheduler": idm_scheduler,
-            "idm_vae": idm_vae,
-        }
+            idm_scheduler, idm_vae = image.read_json("scheduler/scheduler_config.json"), image.read_json("vae/config.json")
+        # SDXL conditioning first (the clearest message for an SD1.5 model); the template then checks the latent space
+        text_dim = int(text.get("hidden_size", 0)) + int(text_2.get("hidden_size", 0))
+        check_sdxl_models(
+            vdm_unet=vdm_unet,
+            idm_unet=idm_unet,
+            text_dim=text_dim,
+            pooled_dim=int(text_2.get("projection_dim") or text_2.get("hidden_size", 0)),
+            adapter=adapter,
+            vdm_name=f"video model {video.source}",
+            idm_name=f"image model {image.source}",
+            adapter_name=f"motion adapter {loc['motion_adapter'].source}" if "motion_adapter" in loc else "motion adapter",
+        )
+        # the image model reads the video model's embeddings (both encoders side by side)
+        return PairConfigs(vdm_unet, vdm_scheduler, vae, idm_unet, idm_scheduler, idm_vae=idm_vae, idm_text_dim=text_dim)
 
-    def _subfolders(self) -> dict[str, tuple[str, ...]]:
-        """The component folders each model loads (``""``: the model's root)."""
+    def weight_folders(self) -> dict[str, tuple[str, ...]]:
         loc = self.locations
         folders = {"model": ("unet", "text_encoder", "text_encoder_2") + (() if "vae" in loc else ("vae",))}
         if "motion_adapter" in loc:
@@ -541,55 +478,46 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
             folders["image_model"] = ("unet",) if image.read_json("unet/config.json") is not None else ("",)
         return folders
 
-    def _plan(self, requested: dict[str, str | None]) -> dict[str, str | None]:
-        return {
-            option: plan_weights(self.locations[option], subfolders, requested.get(option), dtype=self.dtype, allow_pickle=self.allow_pickle)
-            for option, subfolders in self._subfolders().items()
-        }
-
-    def _load(self) -> None:
+    def load(self) -> None:
         from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
 
         loc = self.locations
-
-        def kwargs(option: str) -> dict[str, Any]:
-            return load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=self.variants.get(option), location=loc[option])
-
-        logger.info("loading %s on %s", ", ".join(f"{k}={v.describe()}" for k, v in loc.items()), self.device)
         parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
-        try:
+        with self.loading("model") as kwargs:  # a failed adapter or VAE load is explained naming the video model
             if "motion_adapter" in loc:
-                parts["motion_adapter"] = MotionAdapter.from_pretrained(loc["motion_adapter"].path, **kwargs("motion_adapter"))
-                base_unet = UNet2DConditionModel.from_pretrained(loc["model"].path, subfolder="unet", **kwargs("model"))
+                parts["motion_adapter"] = MotionAdapter.from_pretrained(loc["motion_adapter"].path, **self.load_kwargs("motion_adapter"))
+                base_unet = UNet2DConditionModel.from_pretrained(loc["model"].path, subfolder="unet", **kwargs)
                 parts["unet"] = motion_unet_from(base_unet, parts["motion_adapter"])
                 del base_unet
             if "vae" in loc:
-                vae_loc = loc["vae"]
-                sub = "vae" if vae_loc.read_json("config.json") is None else None
-                parts["vae"] = AutoencoderKL.from_pretrained(vae_loc.path, subfolder=sub, **kwargs("vae"))
-            pipe = AnimateDiffSDXLPipeline.from_pretrained(loc["model"].path, **parts, **kwargs("model"))
-        except (OSError, ValueError) as exc:
-            raise explain_load_error(exc, loc["model"], allow_pickle=self.allow_pickle) from exc
+                sub = "vae" if loc["vae"].read_json("config.json") is None else None
+                parts["vae"] = AutoencoderKL.from_pretrained(loc["vae"].path, subfolder=sub, **self.load_kwargs("vae"))
+            pipe = AnimateDiffSDXLPipeline.from_pretrained(loc["model"].path, **parts, **kwargs)
         self.unet, self.vae = pipe.unet, pipe.vae
-        self.tokenizers = (pipe.tokenizer, pipe.tokenizer_2)
-        self.text_encoders = (pipe.text_encoder, pipe.text_encoder_2)
+        self.text_encoder, self.tokenizer = pipe.text_encoder, pipe.tokenizer
+        self.text_encoder_2, self.tokenizer_2 = pipe.text_encoder_2, pipe.tokenizer_2
         del pipe, parts  # the adapter's weights now live inside the motion UNet
 
         image = loc["image_model"]
-        try:
+        with self.loading("image_model") as kwargs:
             if image.kind == "file":
-                source = self._image_config
+                source = self.image_config
                 sub = "unet" if source.read_json("unet/config.json") is not None else None
                 self.image_unet = UNet2DConditionModel.from_single_file(
                     image.path, config=source.path, subfolder=sub, local_files_only=source.kind != "hub", **{dtype_keyword(): self.dtype}
                 )
             else:
                 sub = "unet" if image.read_json("unet/config.json") is not None else None
-                self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **kwargs("image_model"))
-        except (OSError, ValueError) as exc:
-            raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
-        apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
-        to_device(self.unet, self.vae, *self.text_encoders, self.image_unet, device=self.device)
+                self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **kwargs)
+
+    def modules(self) -> list[Any]:
+        return [*super().modules(), self.text_encoder_2]
+
+    def make_scores(self) -> tuple[ScoreModel, ScoreModel]:
+        common = dict(size=self.size_conditioning, vae_scale_factor=self.vae_scale_factor, schedule=self.zigzag_schedule())
+        vdm = SDXLUNetScore(self.unet, prediction_type=self.prediction_type, **common)
+        idm = SDXLUNetScore(self.image_unet, prediction_type=self.image_prediction_type, **common)
+        return vdm, ImageOnVideo(idm)
 
     # -- the Backbone interface -------------------------------------------------------------------------
 
@@ -603,7 +531,12 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
 
     def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
         text = encode_sdxl_prompt_pair(
-            self.tokenizers, self.text_encoders, prompts, negative_prompts, self.device, zero_empty_negatives=self.zero_empty_negatives
+            (self.tokenizer, self.tokenizer_2),
+            (self.text_encoder, self.text_encoder_2),
+            prompts,
+            negative_prompts,
+            self.device,
+            zero_empty_negatives=self.zero_empty_negatives,
         )
         # the IDM reads the video model's embeddings and pooled embedding (both of the base's encoders)
         return Conditioning(idm=text, vdm=text, prompts=list(prompts), negative_prompts=list(negative_prompts))

@@ -2,12 +2,14 @@
 
 This module stays free of torch and diffusers so that ``ivmixed list`` reads the spec without importing
 anything heavy; the backbone itself is :class:`ivmixed.backbones._animatediff_sdxl_impl.AnimateDiffSDXLBackbone`,
-imported on first load. Model ids live here, as defaults, and nowhere in the sampling code.
+imported on first load. Model ids and the sampling defaults (:data:`DEFAULTS`, the ``reference`` preset) live
+here, and nowhere in the sampling code.
 """
 
 from __future__ import annotations
 
-from ..registry import BackboneSpec, Option
+from ..registry import BackboneSpec, Defaults, Option, Preset
+from ..schedules import released_guidance
 from .animatediff import INSTALL_HINT, LOADER_OPTIONS
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -15,6 +17,18 @@ DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-sdxl-beta"
 #: the image model is the video model's SDXL base (its own UNet, without the motion modules) unless another SDXL model
 #: (a fine-tune) is given; this id is the default when the video model is a saved AnimateDiffSDXLPipeline
 DEFAULT_IMAGE_MODEL = DEFAULT_MODEL
+
+REFERENCE = Preset(
+    program="IV-IV:ad",
+    guidance=7.5,
+    zigzag=released_guidance,
+    description="the released AnimateDiff IV-mixed recipe applied to SDXL (the released code has no SDXL pipeline): "
+    "IV-IV on every step with its first two sub-steps swapped, zigzag guidance ±4.000000953674316, ω 7.5; "
+    "decoded as the stock SDXL pipeline decodes",
+)
+
+#: SDXL's native 1024×1024, the adapter's 16-frame training length
+DEFAULTS = Defaults(height=1024, width=1024, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
 
 OPTIONS = (
     Option("model", "str", DEFAULT_MODEL, "video model: SDXL base folder or hub id, or a saved AnimateDiffSDXLPipeline"),
@@ -51,4 +65,5 @@ SPEC = BackboneSpec(
     prefers_cuda=True,
     size_multiple=8,
     options=OPTIONS,
+    defaults=DEFAULTS,
 )
