@@ -256,6 +256,25 @@ def test_a_motion_adapter_of_another_unet_is_refused_before_loading(sdxl, option
         ivmixed.load("animatediff-sdxl", **{**options, "motion_adapter": str(adapter)})
 
 
+def test_the_real_architectures_pass_the_sdxl_check_and_sd15_ones_do_not():
+    """The recorded configs of the default models (ivmixed.testing.real_models): SDXL base + SDXL adapter + SDXL image
+    UNet pass; the SD1.5 UNet as the image model, and the SD1.5 adapter v1-5-3 on the SDXL base, are refused."""
+    from ivmixed.backbones._animatediff_sdxl_impl import check_sdxl_models
+    from ivmixed.testing.real_models import MODELS
+
+    config = {name: dict(MODELS[name].config) for name in ("sdxl_unet", "motion_adapter_sdxl", "sd15_unet", "motion_adapter_v1_5_3", "clip_l_text", "openclip_bigg_text")}
+    widths = dict(
+        text_dim=config["clip_l_text"]["hidden_size"] + config["openclip_bigg_text"]["hidden_size"],
+        pooled_dim=config["openclip_bigg_text"]["projection_dim"],
+    )
+    assert widths == {"text_dim": 2048, "pooled_dim": 1280}
+    check_sdxl_models(vdm_unet=config["sdxl_unet"], idm_unet=config["sdxl_unet"], adapter=config["motion_adapter_sdxl"], **widths)
+    with pytest.raises(IncompatibleModels, match="is not an SDXL UNet"):
+        check_sdxl_models(vdm_unet=config["sdxl_unet"], idm_unet=config["sd15_unet"], adapter=config["motion_adapter_sdxl"], **widths)
+    with pytest.raises(IncompatibleModels, match=r"blocks \[320, 640, 1280, 1280\].*blocks \[320, 640, 1280\]"):
+        check_sdxl_models(vdm_unet=config["sdxl_unet"], idm_unet=config["sdxl_unet"], adapter=config["motion_adapter_v1_5_3"], **widths)
+
+
 def test_cli_refuses_an_sd15_image_model_in_one_line_with_exit_2(sdxl, options, tmp_path, capsys):
     from ivmixed.cli import main
 
