@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -286,6 +287,32 @@ def test_cli_refuses_an_sd15_image_model_in_one_line_with_exit_2(sdxl, options, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is not an SDXL UNet" in err
     assert not any(tmp_path.iterdir())
+
+
+# -- the default hub ids, against the recorded repository layouts ---------------------------------------------
+
+
+def test_default_ids_load_and_run_from_the_recorded_hub_layouts(tmp_path, monkeypatch):
+    """No model option: the SDXL base (video base and image model) and the SDXL adapter, from an offline cache
+    written from tests/data/hub_layouts.json; under fp16 every model would load its published fp16 files."""
+    from huggingface_hub import constants
+
+    from ivmixed.backbones.diffusers import plan_weights
+    from ivmixed.backbones.animatediff_sdxl import DEFAULT_MODEL, DEFAULT_MOTION_ADAPTER
+    from ivmixed.testing import hub_cache
+
+    layouts = hub_cache.load_layouts(Path(__file__).parent / "data" / "hub_layouts.json")
+    cache = tmp_path / "hub"
+    hub_cache.build_cache(cache, layouts, [DEFAULT_MODEL, DEFAULT_MOTION_ADAPTER])
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bb = ivmixed.load("animatediff-sdxl", device="cpu")
+    assert {k: v.source for k, v in bb.locations.items()} == {"model": DEFAULT_MODEL, "motion_adapter": DEFAULT_MOTION_ADAPTER, "image_model": DEFAULT_MODEL}
+    assert bb.variants == {"model": None, "motion_adapter": None, "image_model": None}  # fp32 on the CPU: the plain files
+    fp16 = {o: plan_weights(bb.locations[o], folders, None, dtype=torch.float16, allow_pickle=False) for o, folders in bb.weight_folders().items()}
+    assert fp16 == {"model": "fp16", "motion_adapter": "fp16", "image_model": "fp16"}
+    video = bb.generate("a panda", program="IV-IV", seed=0, steps=2, frames=2, height=32, width=32, progress=False)
+    assert np.isfinite(video.frames).all()
 
 
 # -- image-model layouts, LoRA --------------------------------------------------------------------------------
