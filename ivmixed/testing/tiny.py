@@ -534,3 +534,230 @@ def save_qwen_image(folder: Path, *, seed: int = 40, vae_overrides: dict | None 
     )
     pipe.save_pretrained(str(folder))
     return Path(folder)
+
+
+# SDXL
+# Tiny SDXL components in the layouts of ``stabilityai/stable-diffusion-xl-base-1.0`` and
+# ``guoyww/animatediff-motion-adapter-sdxl-beta``: two text encoders (the second with a projection, giving the
+# pooled embedding), a UNet with ``addition_embed_type="text_time"``, a VAE with SDXL's scaling factor and
+# ``force_upcast``, an Euler scheduler config with SDXL's keys. The widths differ on purpose (16 + 24 = 40-wide
+# text embeddings, a 20-wide pooled one) so that a mixed-up tensor cannot pass by accident.
+
+SDXL_TEXT_DIM = 16  # hidden size of the tiny "CLIP-L" encoder (768 in SDXL)
+SDXL_TEXT_2_DIM = 24  # hidden size of the tiny "OpenCLIP-bigG" encoder (1280 in SDXL)
+SDXL_POOLED_DIM = 20  # projection size of the second encoder: the pooled embedding (1280 in SDXL)
+SDXL_TIME_EMBED_DIM = 8  # addition_time_embed_dim (256 in SDXL)
+
+#: the scheduler_config.json of the SDXL base repository (an Euler config with DDIM's leftover keys)
+SDXL_SCHEDULER = dict(
+    _class_name="EulerDiscreteScheduler",
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    beta_start=0.00085,
+    clip_sample=False,
+    interpolation_type="linear",
+    num_train_timesteps=1000,
+    prediction_type="epsilon",
+    sample_max_value=1.0,
+    set_alpha_to_one=False,
+    skip_prk_steps=True,
+    steps_offset=1,
+    timestep_spacing="leading",
+    trained_betas=None,
+    use_karras_sigmas=False,
+)
+
+
+def tiny_sdxl_text_encoders(seed: int = 0):
+    """``(text_encoder, text_encoder_2)``: a ``CLIPTextModel`` and a ``CLIPTextModelWithProjection``, as in SDXL."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    def config(hidden: int, projection: int) -> CLIPTextConfig:
+        return CLIPTextConfig(
+            vocab_size=128,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=3,  # SDXL reads the penultimate hidden state
+            num_attention_heads=4,
+            max_position_embeddings=MAX_TOKENS,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            projection_dim=projection,
+        )
+
+    torch.manual_seed(seed)
+    first = CLIPTextModel(config(SDXL_TEXT_DIM, SDXL_TEXT_DIM)).eval()
+    torch.manual_seed(seed + 1)
+    second = CLIPTextModelWithProjection(config(SDXL_TEXT_2_DIM, SDXL_POOLED_DIM)).eval()
+    return first, second
+
+
+def tiny_sdxl_unet(*, seed: int = 0, in_channels: int = 4, cross_attention_dim: int = SDXL_TEXT_DIM + SDXL_TEXT_2_DIM):
+    """An SDXL-architecture UNet: a plain block then a cross-attention block with two transformer layers,
+    linear projections, and the ``text_time`` added embedding (6 time ids + the pooled text embedding)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=4,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        cross_attention_dim=cross_attention_dim,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
+        projection_class_embeddings_input_dim=6 * SDXL_TIME_EMBED_DIM + SDXL_POOLED_DIM,
+        norm_num_groups=4,
+    ).eval()
+
+
+def tiny_sdxl_vae(seed: int = 0):
+    """The tiny VAE with SDXL's scaling factor and ``force_upcast`` (the real SDXL VAE overflows in fp16)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.13025,
+        force_upcast=True,
+    ).eval()
+
+
+def tiny_sdxl_motion_adapter(seed: int = 0):
+    """A motion adapter for :func:`tiny_sdxl_unet` (two blocks, no motion mid block, like the SDXL beta adapter)."""
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed)
+    return MotionAdapter(
+        block_out_channels=(8, 16),
+        motion_layers_per_block=1,
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=4,
+        motion_max_seq_length=32,
+        use_motion_mid_block=False,
+    ).eval()
+
+
+def _write_sdxl_tokenizers(folder: Path) -> None:
+    """Both tokenizer folders as the SDXL repository ships them (vocab.json + merges.txt); the second pads with ``!``."""
+    import shutil
+
+    for name in ("tokenizer", "tokenizer_2"):
+        shutil.rmtree(folder / name, ignore_errors=True)
+        write_tiny_tokenizer(folder / name)
+    config_file = folder / "tokenizer_2" / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "pad_token": "!"}))
+
+
+def save_sdxl(folder: Path, *, seed: int = 50, unet_overrides: dict | None = None, scheduler_overrides: dict | None = None) -> Path:
+    """An SDXL pipeline folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``text_encoder_2/``,
+    ``tokenizer/``, ``tokenizer_2/``, ``scheduler/``): the base, or a fine-tune when saved with another seed."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    folder = Path(folder)
+    text_encoder, text_encoder_2 = tiny_sdxl_text_encoders(seed)
+    pipe = StableDiffusionXLPipeline(
+        vae=tiny_sdxl_vae(seed),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tiny_tokenizer(),
+        tokenizer_2=tiny_tokenizer(),
+        unet=tiny_sdxl_unet(seed=seed, **(unet_overrides or {})),
+        scheduler=EulerDiscreteScheduler.from_config({k: v for k, v in SDXL_SCHEDULER.items() if not k.startswith("_")}),
+    )
+    pipe.save_pretrained(str(folder))
+    _write_sdxl_tokenizers(folder)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({**SDXL_SCHEDULER, **(scheduler_overrides or {})}, indent=2))
+    return folder
+
+
+def save_sdxl_motion_adapter(folder: Path, *, seed: int = 51) -> Path:
+    tiny_sdxl_motion_adapter(seed).save_pretrained(str(folder))
+    return Path(folder)
+
+
+def save_sdxl_unet_folder(folder: Path, *, seed: int = 52, **overrides) -> Path:
+    """A bare SDXL UNet folder (``config.json`` + ``diffusion_pytorch_model.safetensors``)."""
+    tiny_sdxl_unet(seed=seed, **overrides).save_pretrained(str(folder))
+    return Path(folder)
+
+
+def save_sdxl_unet_single_file(path: Path, *, seed: int = 53) -> Path:
+    """An SDXL UNet as one ``.safetensors`` file with diffusers key names (no config beside it)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in tiny_sdxl_unet(seed=seed).state_dict().items()}, str(path))
+    return Path(path)
+
+
+def save_animatediff_sdxl_pipeline(folder: Path, *, seed: int = 58) -> Path:
+    """A saved ``AnimateDiffSDXLPipeline`` (SDXL base with the motion modules in its UNet, and the adapter, one folder)."""
+    from diffusers import AnimateDiffSDXLPipeline, EulerDiscreteScheduler, UNetMotionModel
+
+    folder = Path(folder)
+    base_unet, adapter = tiny_sdxl_unet(seed=seed), tiny_sdxl_motion_adapter(seed + 1)
+    unet = UNetMotionModel.from_unet2d(base_unet, adapter)
+    unet.add_embedding.load_state_dict(base_unet.add_embedding.state_dict())  # from_unet2d leaves it random
+    text_encoder, text_encoder_2 = tiny_sdxl_text_encoders(seed)
+    pipe = AnimateDiffSDXLPipeline(
+        vae=tiny_sdxl_vae(seed),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tiny_tokenizer(),
+        tokenizer_2=tiny_tokenizer(),
+        unet=unet,
+        motion_adapter=adapter,
+        scheduler=EulerDiscreteScheduler.from_config({k: v for k, v in SDXL_SCHEDULER.items() if not k.startswith("_")}),
+    )
+    pipe.save_pretrained(str(folder))
+    _write_sdxl_tokenizers(folder)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SDXL_SCHEDULER, indent=2))
+    return folder
+
+
+@dataclass(frozen=True)
+class TinySDXLModels:
+    """Paths of the tiny SDXL folders."""
+
+    root: Path
+    base: Path  # SDXL pipeline folder: the video model's base
+    motion_adapter: Path  # SDXL motion adapter folder
+    pipeline: Path  # saved AnimateDiffSDXLPipeline folder
+    finetune: Path  # another SDXL pipeline folder (other weights): an image model
+    image_unet: Path  # bare SDXL UNet folder
+    image_unet_file: Path  # single .safetensors SDXL UNet
+    image_unet_8ch: Path  # SDXL UNet folder with 8 latent channels (incompatible)
+    image_unet_narrow: Path  # SDXL UNet folder expecting 32-wide text embeddings (incompatible with the 40-wide ones)
+    other_betas: Path  # SDXL folder with another noise table (incompatible)
+
+
+def build_sdxl(root: Path) -> TinySDXLModels:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return TinySDXLModels(
+        root=root,
+        base=save_sdxl(root / "sdxl_base", seed=50),
+        motion_adapter=save_sdxl_motion_adapter(root / "sdxl_motion_adapter", seed=51),
+        pipeline=save_animatediff_sdxl_pipeline(root / "animatediff_sdxl", seed=58),
+        finetune=save_sdxl(root / "sdxl_finetune", seed=54),
+        image_unet=save_sdxl_unet_folder(root / "sdxl_image_unet", seed=52),
+        image_unet_file=save_sdxl_unet_single_file(root / "sdxl_image_unet.safetensors", seed=53),
+        image_unet_8ch=save_sdxl_unet_folder(root / "sdxl_image_unet_8ch", seed=55, in_channels=8),
+        image_unet_narrow=save_sdxl_unet_folder(root / "sdxl_image_unet_narrow", seed=56, cross_attention_dim=32),
+        other_betas=save_sdxl(root / "sdxl_other_betas", seed=57, scheduler_overrides={"beta_end": 0.02}),
+    )
