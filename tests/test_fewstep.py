@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import ivmixed
+from ivmixed.backbones._diffusers import MissingWeights
 from ivmixed.cli import main
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -136,3 +137,145 @@ def test_animatelcm_origin_equals_stock_pipeline(tiny_models, few_step_models, a
     print(f"animatelcm origin vs stock AnimateDiffPipeline: max |Δ| = {difference:.3g}")
     assert video.frames.shape == expected.shape == (2, 3, 32, 40, 3)
     assert difference <= 1e-4
+
+
+def test_the_lcm_lora_takes_part(lcm_options, animatelcm):
+    """Without the LoRA the same seed gives other frames: the LoRA of the parity test is really applied (by both)."""
+    plain = ivmixed.load("animatelcm", **{**lcm_options, "lcm_lora": None})
+    kwargs = dict(program="origin", seed=5, steps=4, progress=False, decode=False, **SIZE)
+    assert plain.describe()["lcm_lora_scale"] is None and animatelcm.describe()["lcm_lora_scale"] == 0.8
+    assert (plain.generate("a horse", **kwargs).latents - animatelcm.generate("a horse", **kwargs).latents).abs().max() > 1e-3
+
+
+def test_a_local_lightning_file_works_and_names_its_step_count(lightning_options, few_step_models):
+    file = few_step_models["lightning"] / "animatediff_lightning_8step_diffusers.safetensors"
+    from_file = ivmixed.load("animatediff-lightning", **{**lightning_options, "motion_module": str(file)})
+    from_folder = ivmixed.load("animatediff-lightning", **lightning_options, distilled_steps=8)
+    assert from_file.defaults.steps == from_file.distilled_steps == 8
+    assert from_file.describe()["models"]["motion_module"] == str(file)
+    kwargs = dict(program="VV-VV", seed=1, steps=2, frames=2, height=32, width=32, progress=False, decode=False)
+    assert torch.equal(from_file.generate("a horse", **kwargs).latents, from_folder.generate("a horse", **kwargs).latents)
+
+
+# -- every form of the paper with N = 4 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["animatediff-lightning", "animatelcm"])
+def test_every_paper_form_runs_with_four_steps(name, lightning, animatelcm):
+    backbone = {"animatediff-lightning": lightning, "animatelcm": animatelcm}[name]
+    frames = {}
+    for form in PAPER_FORMS:
+        video = backbone.generate("two horses race at sunset", program=form, seed=3, steps=4, frames=2, height=32, width=32, progress=False)
+        assert video.frames.shape == (1, 2, 32, 32, 3), form
+        assert np.isfinite(video.frames).all(), form
+        frames[form] = video.frames
+    assert np.abs(frames["IV-IV"] - frames["origin"]).max() > 1e-3
+
+
+class NetworkCalls:
+    """Records, in order, which UNet ran and at which timestep."""
+
+    def __init__(self, backbone):
+        self.calls: list[tuple[str, int]] = []
+        self.handles = [
+            backbone.image_unet.register_forward_pre_hook(self._hook("idm"), with_kwargs=True),
+            backbone.unet.register_forward_pre_hook(self._hook("vdm"), with_kwargs=True),
+        ]
+
+    def _hook(self, role):
+        def record(module, args, kwargs):
+            self.calls.append((role, int(args[1])))
+
+        return record
+
+    def close(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def test_lightning_zigzag_with_four_steps_lands_on_the_trailing_grid_and_retimes_the_image_model(lightning):
+    """N = 4: Δ = T // N = 250 and the trailing grid is 999, 749, 499, 249, so every sub-step starts on a grid level
+    (the last step's clamp at 0 aside). The SD1.5 image model is called at the timestep of its own table with the ᾱ of
+    the linear level: 999 (beyond its table), 749 → 853, 499 → 599, 249 → 312, 0 → 0."""
+    scheduler = lightning.make_scheduler()
+    scheduler.set_timesteps(4)
+    assert [int(t) for t in scheduler.timesteps] == [999, 749, 499, 249]
+    calls = NetworkCalls(lightning)
+    try:
+        lightning.generate("a horse", program="IV-IV", seed=0, steps=4, progress=False, decode=False, **SIZE)
+    finally:
+        calls.close()
+    expected = []
+    for t in (999, 749, 499, 249):
+        down, further = max(0, t - 250), max(0, t - 500)
+        # I go at t, V go at t − Δ, I back at t − 2Δ, V back at t − Δ, then the standard step of the VDM at t
+        expected += [("idm", t), ("vdm", down), ("idm", further), ("vdm", down), ("vdm", t)]
+    retime = {999: 999, 749: 853, 499: 599, 249: 312, 0: 0}
+    assert calls.calls == [(role, retime[t] if role == "idm" else t) for role, t in expected]
+    schedule = lightning.zigzag_schedule()
+    sd15 = lightning.idm.image_eps.model.schedule
+    for level, timestep in retime.items():
+        if level < 905:  # within the SD1.5 table the noise levels agree to a tenth of a percent
+            assert abs(float(sd15.alpha_bar(timestep)) / float(schedule.alpha_bar(level)) - 1) < 1e-2
+
+
+# -- refusals before anything loads --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nothing_heavy_loads(monkeypatch):
+    """Fail the test if any weights start loading."""
+    import diffusers
+    import safetensors.torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded before the request was checked")
+
+    for cls in ("AnimateDiffPipeline", "MotionAdapter", "UNet2DConditionModel"):
+        monkeypatch.setattr(getattr(diffusers, cls), "from_pretrained", classmethod(refuse))
+    monkeypatch.setattr(diffusers.MotionAdapter, "from_config", classmethod(refuse))
+    monkeypatch.setattr(safetensors.torch, "load_file", refuse)
+
+
+@pytest.mark.parametrize("value", [3, 0, 16, "four"])
+def test_a_step_count_without_a_checkpoint_is_refused_before_loading(lightning_options, nothing_heavy_loads, value):
+    with pytest.raises(ValueError, match=r"option distilled_steps=.*: expected one of 1, 2, 4, 8"):
+        ivmixed.load("animatediff-lightning", **lightning_options, distilled_steps=value)
+
+
+def test_the_cli_refuses_a_bad_step_count_with_status_2_and_writes_nothing(tmp_path, capsys, nothing_heavy_loads):
+    out = tmp_path / "clip.gif"
+    status = main(["generate", "--backbone", "animatediff-lightning", "-o", "distilled_steps=3", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert "option distilled_steps=3: expected one of 1, 2, 4, 8, or none, got 3" in err
+    assert len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_files_are_named_before_loading(lightning_options, lcm_options, few_step_models, tmp_path, nothing_heavy_loads):
+    absent = tmp_path / "animatediff_lightning_4step_diffusers.safetensors"
+    with pytest.raises(MissingWeights, match=rf"no such file or folder: {absent}"):
+        ivmixed.load("animatediff-lightning", **{**lightning_options, "motion_module": str(absent)})
+    # the folder holds the 4- and 8-step files only
+    with pytest.raises(MissingWeights, match=r"none of animatediff_lightning_2step_diffusers.safetensors inside"):
+        ivmixed.load("animatediff-lightning", **lightning_options, distilled_steps=2)
+    with pytest.raises(MissingWeights, match=r"none of AnimateLCM_sd15_t2v_lora.safetensors inside"):
+        ivmixed.load("animatelcm", **{**lcm_options, "lcm_lora": str(few_step_models["lightning"])})
+    with pytest.raises(MissingWeights, match=r"no such file or folder: /nope/lcm.safetensors"):
+        ivmixed.load("animatelcm", **{**lcm_options, "lcm_lora": "/nope/lcm.safetensors"})
+
+
+def test_a_file_whose_name_says_another_step_count_is_refused(lightning_options, few_step_models, nothing_heavy_loads):
+    file = few_step_models["lightning"] / "animatediff_lightning_8step_diffusers.safetensors"
+    with pytest.raises(ValueError, match=r"distilled_steps=4 but -o motion_module=.* is the 8-step checkpoint"):
+        ivmixed.load("animatediff-lightning", **{**lightning_options, "motion_module": str(file)}, distilled_steps=4)
+
+
+def test_a_file_that_is_not_a_diffusers_motion_adapter_is_explained(lightning_options, tmp_path):
+    from safetensors.torch import save_file
+
+    file = tmp_path / "animatediff_lightning_4step_comfyui.safetensors"
+    save_file({"down_blocks.0.motion_modules.0.weight": torch.zeros(2)}, str(file))
+    with pytest.raises(ValueError, match=r"does not fit a diffusers MotionAdapter .*not the \*_comfyui one"):
+        ivmixed.load("animatediff-lightning", **{**lightning_options, "motion_module": str(file)})
