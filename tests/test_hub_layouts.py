@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import ivmixed
-from ivmixed.backbones._diffusers import MissingWeights, UnsafeWeights
+from ivmixed.backbones.diffusers import MissingWeights, UnsafeWeights
 from ivmixed.cli import main
 from ivmixed.registry import get_spec
 from ivmixed.testing import hub_cache
@@ -92,6 +92,90 @@ def test_the_cache_is_what_huggingface_hub_reads(real_layout_cache, layouts):
     assert torch.load(rv6, weights_only=True)  # loads as a state dict
 
 
+# -- the SDXL and few-step repositories: the stock recipes' first run --------------------------------------------
+
+SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+SDXL_ADAPTER = "guoyww/animatediff-motion-adapter-sdxl-beta"
+LIGHTNING = "ByteDance/AnimateDiff-Lightning"
+ANIMATELCM = "wangfuyun/AnimateLCM"
+EPICREALISM = "emilianJR/epiCRealism"
+FAMILY_REPOS = [SDXL, SDXL_ADAPTER, LIGHTNING, ANIMATELCM, EPICREALISM]
+
+
+def _latents(pipe, **kwargs) -> torch.Tensor:
+    out = pipe("a horse", num_frames=2, height=32, width=32, num_inference_steps=1, output_type="latent",
+               generator=torch.Generator().manual_seed(0), **kwargs)
+    return out.frames
+
+
+def test_the_family_repositories_are_recorded_with_their_weight_formats(layouts):
+    repos = layouts["repositories"]
+    assert set(FAMILY_REPOS) <= set(repos)
+
+    def files(repo_id):
+        return {e["path"] for e in repos[repo_id]["revisions"]["main"]["files"]}
+
+    # SDXL: every component the pipeline loads has plain and fp16 safetensors; its .bin files are OpenVINO's
+    for component in ("unet", "vae"):
+        assert {f"{component}/diffusion_pytorch_model.safetensors", f"{component}/diffusion_pytorch_model.fp16.safetensors"} <= files(SDXL)
+    for component in ("text_encoder", "text_encoder_2"):
+        assert {f"{component}/model.safetensors", f"{component}/model.fp16.safetensors"} <= files(SDXL)
+    assert {p for p in files(SDXL) if p.endswith(".bin")} == {f"{c}/openvino_model.bin" for c in ("unet", "text_encoder", "text_encoder_2", "vae_decoder", "vae_encoder")}
+    # Lightning: four single files, no folder, no config, fp16 values
+    lightning = {e["path"]: e for e in repos[LIGHTNING]["revisions"]["main"]["files"]}
+    assert not any(p.endswith("config.json") for p in lightning)
+    for steps in (1, 2, 4, 8):
+        assert lightning[f"animatediff_lightning_{steps}step_diffusers.safetensors"]["dtype"] == "fp16"
+    # AnimateLCM: a diffusers adapter at the root plus the LoRA; epiCRealism: safetensors beside the pickles, no fp16
+    assert {"config.json", "diffusion_pytorch_model.safetensors", "AnimateLCM_sd15_t2v_lora.safetensors"} <= files(ANIMATELCM)
+    assert not any(".fp16." in p for p in files(EPICREALISM))
+    for component in ("unet", "vae"):
+        assert {f"{component}/diffusion_pytorch_model.safetensors", f"{component}/diffusion_pytorch_model.bin"} <= files(EPICREALISM)
+
+
+def test_stock_animatediff_sdxl_runs_from_the_hub_ids_offline(use_cache):
+    from diffusers import AnimateDiffSDXLPipeline, MotionAdapter
+
+    # what the model cards do on CUDA: fp16 files of both repositories, safetensors only
+    adapter = MotionAdapter.from_pretrained(SDXL_ADAPTER, variant="fp16", use_safetensors=True)
+    pipe = AnimateDiffSDXLPipeline.from_pretrained(SDXL, motion_adapter=adapter, variant="fp16", use_safetensors=True, torch_dtype=torch.float32)
+    assert pipe.vae.config.force_upcast is True and pipe.vae.config.scaling_factor == 0.13025
+    assert pipe.unet.config.addition_embed_type == "text_time"
+    latents = _latents(pipe)
+    assert latents.shape == (1, 4, 2, 4, 4) and torch.isfinite(latents).all()
+
+
+def test_stock_lightning_and_animatelcm_recipes_run_from_the_hub_ids_offline(use_cache):
+    from diffusers import AnimateDiffPipeline, EulerDiscreteScheduler, LCMScheduler, MotionAdapter
+    from huggingface_hub import hf_hub_download
+    from safetensors.torch import load_file
+
+    from ivmixed.testing import tiny
+
+    # Lightning: a MotionAdapter of the default shape (tiny here) filled from the single file of the chosen step count
+    adapter = tiny.tiny_motion_adapter()
+    state = load_file(hf_hub_download(LIGHTNING, "animatediff_lightning_4step_diffusers.safetensors"))
+    assert {v.dtype for v in state.values()} == {torch.float16}
+    adapter.load_state_dict(state)
+    pipe = AnimateDiffPipeline.from_pretrained(EPICREALISM, motion_adapter=adapter, use_safetensors=True, torch_dtype=torch.float32)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing", beta_schedule="linear")
+    assert torch.isfinite(_latents(pipe, guidance_scale=1.0)).all()
+    # AnimateLCM: the adapter from the repository root, the LoRA from the same repository
+    adapter = MotionAdapter.from_pretrained(ANIMATELCM, use_safetensors=True)
+    pipe = AnimateDiffPipeline.from_pretrained(EPICREALISM, motion_adapter=adapter, use_safetensors=True, torch_dtype=torch.float32)
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config, beta_schedule="linear")
+    pipe.load_lora_weights(ANIMATELCM, weight_name="AnimateLCM_sd15_t2v_lora.safetensors", adapter_name="lcm-lora")
+    pipe.set_adapters(["lcm-lora"], [0.8])
+    assert torch.isfinite(_latents(pipe, guidance_scale=1.5)).all()
+
+
+def test_epicrealism_has_no_fp16_files(use_cache):
+    from diffusers import UNet2DConditionModel
+
+    with pytest.raises(Exception, match="fp16"):
+        UNet2DConditionModel.from_pretrained(EPICREALISM, subfolder="unet", variant="fp16", use_safetensors=True)
+
+
 # -- the first run, defaults only ---------------------------------------------------------------------------------
 
 
@@ -155,19 +239,15 @@ class _Planned(Exception):
 
 def _plan(name: str, dtype: torch.dtype, monkeypatch) -> dict:
     """The variants the backbone chooses for its default ids under ``dtype`` (fp16 stands for a CUDA run), stopping before any weight loads."""
-    import ivmixed.backbones._animatediff_impl as ad
-    import ivmixed.backbones._modelscope_impl as ms
-    import ivmixed_videocrafter2.backbone as vc2
+    from ivmixed.backbones.diffusers import template
 
-    for module in (ad, ms, vc2):
-        monkeypatch.setattr(module, "resolve_dtype", lambda requested, device: dtype)
-    for cls in (ad.AnimateDiffBackbone, ms.ModelScopeBackbone):
-        real = cls._plan
+    monkeypatch.setattr(template, "resolve_dtype", lambda requested, device: dtype)
+    real = template.DiffusersBackbone.plan
 
-        def stop(self, *args, _real=real):
-            raise _Planned(_real(self, *args))
+    def stop(self, *args):
+        raise _Planned(real(self, *args))
 
-        monkeypatch.setattr(cls, "_plan", stop)
+    monkeypatch.setattr(template.DiffusersBackbone, "plan", stop)
     with pytest.raises(_Planned) as info:
         ivmixed.load(name, device="cpu")
     return info.value.args[0]

@@ -40,7 +40,7 @@ def _published_sizes(repo_id: str, weights: str) -> list[tuple[str, int, int]]:
             if "size_bytes_approx" not in entry:
                 continue
             if entry["path"] == weights:
-                out.append((entry["path"], entry["size_bytes_approx"], 4))
+                out.append((entry["path"], entry["size_bytes_approx"], 2 if entry.get("dtype") == "fp16" else 4))
             elif entry["path"] == f"{stem}.fp16.{suffix}":
                 out.append((entry["path"], entry["size_bytes_approx"], 2))
     return out
@@ -62,7 +62,8 @@ def test_parameter_count_matches_the_published_weight_sizes(name):
             expected = count * per_value
             assert abs(expected - size) <= SIZE_TOLERANCE * size, f"{repo_id}/{path}: {size} bytes published, {expected} from the config"
             checked.append(path)
-    if name in {"modelscope_unet", "videocrafter2_unet", "sd15_unet", "sd_vae", "clip_l_text", "openclip_h_text"}:
+    if name in {"modelscope_unet", "videocrafter2_unet", "sd15_unet", "sd_vae", "clip_l_text", "openclip_h_text",
+                "sdxl_unet", "motion_adapter_sdxl", "sdxl_vae", "openclip_bigg_text", "motion_adapter_v2"}:
         assert checked, f"no published size checked for {name}"
 
 
@@ -72,6 +73,25 @@ def test_known_parameter_counts():
     assert parameter_count(build("modelscope_unet")) == 1_411_233_860
     # VideoCrafter2 = ModelScope's UNet + the fps MLP Linear(320, 1280) -> Linear(1280, 1280)
     assert parameter_count(build("videocrafter2_unet")) - parameter_count(build("modelscope_unet")) == 320 * 1280 + 1280 + 1280 * 1280 + 1280
+
+
+def test_known_parameter_counts_of_the_sdxl_and_few_step_families():
+    # 2,567,463,684: the widely published SDXL base UNet figure, from the standard config built here
+    assert parameter_count(build("sdxl_unet")) == 2_567_463_684
+    assert parameter_count(build("motion_adapter_sdxl")) == 237_137_600
+    assert parameter_count(build("openclip_bigg_text")) == 694_659_840
+    assert parameter_count(build("clip_l_text")) == 123_060_480
+    assert parameter_count(build("motion_adapter_v2")) == 453_813_440
+    # the SDXL VAE is the SD VAE architecture with another scaling factor
+    assert parameter_count(build("sdxl_vae")) == parameter_count(build("sd_vae")) == 83_653_863
+    # a motion UNet is its image UNet plus every adapter value, nothing else
+    for motion, unet, adapter in (
+        ("animatediff_sdxl_motion_unet", "sdxl_unet", "motion_adapter_sdxl"),
+        ("fewstep_motion_unet", "sd15_unet", "motion_adapter_v2"),
+        ("animatediff_motion_unet", "sd15_unet", "motion_adapter_v1_5_3"),
+    ):
+        assert parameter_count(build(motion)) == parameter_count(build(unet)) + parameter_count(build(adapter))
+    assert parameter_count(build("animatediff_sdxl_motion_unet")) == 2_804_601_284
 
 
 def test_recorded_configs_agree_with_the_recorded_repository_values():
@@ -106,7 +126,32 @@ def test_the_pairings_fit():
     assert motion.config.motion_max_seq_length == 32 and motion.config.use_motion_mid_block is False
 
 
-@pytest.mark.parametrize("name", ["sd15_unet", "animatediff_motion_unet", "modelscope_unet", "videocrafter2_unet"])
+def test_the_sdxl_and_few_step_pairings_fit():
+    cfg = {name: model.config for name, model in MODELS.items()}
+    sdxl = cfg["sdxl_unet"]
+    # the UNet reads both encoders' hidden states side by side: 768 + 1280
+    assert sdxl["cross_attention_dim"] == cfg["clip_l_text"]["hidden_size"] + cfg["openclip_bigg_text"]["hidden_size"] == 2048
+    # its text_time embedding: 6 time ids × 256 + the pooled (projected) embedding of the second encoder
+    assert sdxl["projection_class_embeddings_input_dim"] == 6 * sdxl["addition_time_embed_dim"] + cfg["openclip_bigg_text"]["projection_dim"]
+    # one latent space with SD1.5's shape (4 channels, factor 8), another scaling factor; native 1024² (128² latents)
+    assert sdxl["in_channels"] == sdxl["out_channels"] == cfg["sdxl_vae"]["latent_channels"] == 4
+    assert cfg["sdxl_vae"]["scaling_factor"] == 0.13025 != cfg["sd_vae"]["scaling_factor"]
+    assert sdxl["sample_size"] * 8 == 1024
+    # each adapter fits its UNet's blocks
+    assert cfg["motion_adapter_sdxl"]["block_out_channels"] == sdxl["block_out_channels"] == [320, 640, 1280]
+    assert cfg["motion_adapter_v2"]["block_out_channels"] == cfg["sd15_unet"]["block_out_channels"]
+    assert build("animatediff_sdxl_motion_unet").config.use_motion_mid_block is False
+    assert build("fewstep_motion_unet").config.use_motion_mid_block is True
+    repos = LAYOUTS["repositories"]
+    for adapter, repo_id in (("motion_adapter_sdxl", "guoyww/animatediff-motion-adapter-sdxl-beta"), ("motion_adapter_v2", "wangfuyun/AnimateLCM")):
+        recorded = repos[repo_id]["config"]
+        assert {k: cfg[adapter][k] for k in recorded} == recorded
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sd15_unet", "animatediff_motion_unet", "modelscope_unet", "videocrafter2_unet", "sdxl_unet", "animatediff_sdxl_motion_unet", "fewstep_motion_unet"],
+)
 def test_one_guided_evaluation_through_the_score_adapters_keeps_the_latent_shape(name):
     inputs = latent_example(name, frames=2, size=16)
     eps = real_models.evaluate(name, build(name), inputs)
@@ -114,11 +159,12 @@ def test_one_guided_evaluation_through_the_score_adapters_keeps_the_latent_shape
 
 
 def test_text_encoders_and_vae_shapes():
-    for name, width in (("clip_l_text", 768), ("openclip_h_text", 1024)):
+    for name, width in (("clip_l_text", 768), ("openclip_h_text", 1024), ("openclip_bigg_text", 1280)):
         out = real_models.evaluate(name, build(name), latent_example(name))
         assert out.shape == (2, 77, width)
-    decoded = real_models.evaluate("sd_vae", build("sd_vae"), latent_example("sd_vae", frames=2, size=16))
-    assert decoded.shape == (4, 3, 128, 128)
+    for vae in ("sd_vae", "sdxl_vae"):
+        decoded = real_models.evaluate(vae, build(vae), latent_example(vae, frames=2, size=16))
+        assert decoded.shape == (4, 3, 128, 128)
 
 
 def test_backbone_model_lists_name_recorded_models():
@@ -127,6 +173,9 @@ def test_backbone_model_lists_name_recorded_models():
         assert set(names) <= set(MODELS)
         used = {option.partition(":")[0] for name in names for option in MODELS[name].used_by}
         assert backbone in used
+    assert set(real_models.FAMILY_MODELS) == {"sdxl", "fewstep"}
+    for names in real_models.FAMILY_MODELS.values():
+        assert set(names) <= set(MODELS)
 
 
 def test_gpu_benchmark_tiny_json_has_every_field(capsys):

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["RealModel", "MODELS", "BACKBONE_MODELS", "build", "parameter_count", "latent_example"]
+__all__ = ["RealModel", "MODELS", "BACKBONE_MODELS", "FAMILY_MODELS", "build", "parameter_count", "latent_example"]
 
 _SD15_UNET = {
     "sample_size": 64,
@@ -114,6 +114,64 @@ _MOTION_ADAPTER_V153 = {
     "use_motion_mid_block": False,
     "conv_in_channels": None,
 }
+
+
+_SDXL_UNET = {  # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json (the standard SDXL base architecture)
+    "sample_size": 128,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "block_out_channels": [320, 640, 1280],
+    "layers_per_block": 2,
+    "transformer_layers_per_block": [1, 2, 10],
+    "cross_attention_dim": 2048,
+    "attention_head_dim": [5, 10, 20],
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "act_fn": "silu",
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1,
+    "center_input_sample": False,
+}
+
+_SDXL_VAE = {**_SD_VAE, "sample_size": 1024, "scaling_factor": 0.13025, "force_upcast": True}
+
+_OPENCLIP_BIGG_TEXT = {  # OpenCLIP ViT-bigG/14's text tower with its projection: SDXL's text_encoder_2
+    "vocab_size": 49408,
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+    "projection_dim": 1280,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 1,
+}
+
+_MOTION_ADAPTER_SDXL = {  # guoyww/animatediff-motion-adapter-sdxl-beta: three blocks like the SDXL UNet, no mid block
+    "block_out_channels": [320, 640, 1280],
+    "motion_layers_per_block": 2,
+    "motion_mid_block_layers_per_block": 1,
+    "motion_num_attention_heads": 8,
+    "motion_norm_num_groups": 32,
+    "motion_max_seq_length": 32,
+    "use_motion_mid_block": False,
+    "conv_in_channels": None,
+}
+
+#: diffusers' MotionAdapter defaults (the AnimateDiff v2 module for SD1.5, with a mid block): the architecture of
+#: the AnimateDiff-Lightning single files and of AnimateLCM's motion adapter
+_MOTION_ADAPTER_V2 = {**_MOTION_ADAPTER_V153, "use_motion_mid_block": True}
 
 
 @dataclass(frozen=True)
@@ -215,9 +273,10 @@ MODELS: dict[str, RealModel] = {
             repositories={
                 "stable-diffusion-v1-5/stable-diffusion-v1-5": "text_encoder/model.safetensors",
                 "SG161222/Realistic_Vision_V5.1_noVAE": "text_encoder/model.safetensors",
+                "stabilityai/stable-diffusion-xl-base-1.0": "text_encoder/model.safetensors",
             },
             used_by=("animatediff:model", "modelscope:image_model", "videocrafter2:image_model"),
-            evidence="assumed: CLIP ViT-L/14's text encoder, as in every SD1.5 repository",
+            evidence="assumed: CLIP ViT-L/14's text encoder, as in every SD1.5 repository and as SDXL's first text encoder",
             config_class="transformers:CLIPTextConfig",
         ),
         RealModel(
@@ -233,6 +292,65 @@ MODELS: dict[str, RealModel] = {
             evidence="assumed: OpenCLIP ViT-H's text tower (1024 wide, 23 of 24 layers), as SD2 and ModelScope use it",
             config_class="transformers:CLIPTextConfig",
         ),
+        RealModel(
+            "sdxl_unet",
+            "diffusers:UNet2DConditionModel",
+            _SDXL_UNET,
+            "unet2d",
+            repositories={"stabilityai/stable-diffusion-xl-base-1.0": "unet/diffusion_pytorch_model.safetensors"},
+            evidence="assumed: the SDXL base UNet configuration (checked: 2,567,463,684 parameters, 10.3 GB fp32 / 5.14 GB fp16 as listed)",
+        ),
+        RealModel(
+            "motion_adapter_sdxl",
+            "diffusers:MotionAdapter",
+            _MOTION_ADAPTER_SDXL,
+            "adapter",
+            repositories={"guoyww/animatediff-motion-adapter-sdxl-beta": "diffusion_pytorch_model.safetensors"},
+            evidence="assumed: three motion blocks of the SDXL widths, max sequence 32, no mid block (checked: 949 MB fp32 / 474 MB fp16 as listed)",
+        ),
+        RealModel(
+            "animatediff_sdxl_motion_unet",
+            "diffusers:UNetMotionModel",
+            {"unet": "sdxl_unet", "motion_adapter": "motion_adapter_sdxl"},
+            "motion_unet",
+            evidence="built as AnimateDiffSDXLPipeline builds it: UNetMotionModel.from_unet2d(SDXL UNet, SDXL adapter)",
+        ),
+        RealModel(
+            "sdxl_vae",
+            "diffusers:AutoencoderKL",
+            _SDXL_VAE,
+            "vae",
+            repositories={"stabilityai/stable-diffusion-xl-base-1.0": "vae/diffusion_pytorch_model.safetensors"},
+            evidence="assumed: the SD VAE architecture with SDXL's scaling factor 0.13025 and force_upcast (checked: 335 MB fp32 as listed)",
+        ),
+        RealModel(
+            "openclip_bigg_text",
+            "transformers:CLIPTextModelWithProjection",
+            _OPENCLIP_BIGG_TEXT,
+            "text",
+            repositories={"stabilityai/stable-diffusion-xl-base-1.0": "text_encoder_2/model.safetensors"},
+            evidence="assumed: OpenCLIP ViT-bigG/14's text tower with projection, SDXL's second (checked: 2.78 GB fp32 / 1.39 GB fp16 as listed)",
+            config_class="transformers:CLIPTextConfig",
+        ),
+        RealModel(
+            "motion_adapter_v2",
+            "diffusers:MotionAdapter",
+            _MOTION_ADAPTER_V2,
+            "adapter",
+            repositories={
+                "ByteDance/AnimateDiff-Lightning": "animatediff_lightning_4step_diffusers.safetensors",
+                "wangfuyun/AnimateLCM": "diffusion_pytorch_model.safetensors",
+            },
+            evidence="assumed: MotionAdapter's defaults (four blocks, mid block); checked: the Lightning files (908 MB) are its "
+            "fp16 weights, AnimateLCM's adapter 1.82 GB fp32 / 908 MB fp16, as listed",
+        ),
+        RealModel(
+            "fewstep_motion_unet",
+            "diffusers:UNetMotionModel",
+            {"unet": "sd15_unet", "motion_adapter": "motion_adapter_v2"},
+            "motion_unet",
+            evidence="built as AnimateDiffPipeline builds it: UNetMotionModel.from_unet2d(SD1.5 UNet, the v2 adapter of Lightning / AnimateLCM)",
+        ),
     ]
 }
 
@@ -242,6 +360,19 @@ BACKBONE_MODELS: dict[str, tuple[str, ...]] = {
     "modelscope": ("modelscope_unet", "sd15_unet", "openclip_h_text", "clip_l_text", "sd_vae"),
     "videocrafter2": ("videocrafter2_unet", "sd15_unet", "openclip_h_text", "clip_l_text", "sd_vae"),
 }
+
+#: the networks of the SDXL and few-step families (the AnimateDiff-SDXL and AnimateDiff-Lightning / AnimateLCM
+#: backbones; the few-step image model is the SD1.5 UNet)
+FAMILY_MODELS: dict[str, tuple[str, ...]] = {
+    "sdxl": ("animatediff_sdxl_motion_unet", "sdxl_unet", "clip_l_text", "openclip_bigg_text", "sdxl_vae"),
+    "fewstep": ("fewstep_motion_unet", "sd15_unet", "clip_l_text", "sd_vae"),
+}
+
+
+def _is_sdxl(name: str) -> bool:
+    model = MODELS[name]
+    config = MODELS[model.config["unet"]].config if model.kind == "motion_unet" else model.config
+    return config.get("addition_embed_type") == "text_time"
 
 
 def _resolve(target: str):
@@ -282,8 +413,9 @@ def latent_example(name: str, *, frames: int = 2, size: int = 16, device="meta",
     """Inputs of one guided evaluation of ``name``: the doubled CFG batch (2 rows) of ``frames`` latents of ``size``².
 
     Returns ``{"x": ..., "cond": ...}`` for the denoisers (``x`` is ``(2, 4, F, size, size)``, ``cond`` the
-    text embeddings of the width the model expects), ``{"tokens": ...}`` for text encoders and
-    ``{"latents": ...}`` (``(2·F, 4, size, size)``) for the VAE decoder.
+    text embeddings of the width the model expects; for SDXL UNets also ``text_embeds``, the pooled embedding
+    of the second text encoder ``(2, 1280)``, and ``time_ids`` ``(2, 6)``), ``{"tokens": ...}`` for text
+    encoders and ``{"latents": ...}`` (``(2·F, 4, size, size)``) for the VAE decoder.
     """
     model = MODELS[name]
     if model.kind == "text":
@@ -291,10 +423,16 @@ def latent_example(name: str, *, frames: int = 2, size: int = 16, device="meta",
     if model.kind == "vae":
         return {"latents": torch.zeros(2 * frames, 4, size, size, device=device, dtype=dtype)}
     config = MODELS[model.config["unet"]].config if model.kind == "motion_unet" else model.config
-    return {
+    inputs = {
         "x": torch.zeros(2, 4, frames, size, size, device=device, dtype=dtype),
         "cond": torch.zeros(2, 77, int(config["cross_attention_dim"]), device=device, dtype=dtype),
     }
+    if _is_sdxl(name):
+        time_ids = 6  # (original size, crop top-left, target size), each (h, w)
+        pooled = int(config["projection_class_embeddings_input_dim"]) - time_ids * int(config["addition_time_embed_dim"])
+        inputs["text_embeds"] = torch.zeros(2, pooled, device=device, dtype=dtype)
+        inputs["time_ids"] = torch.tensor([[8.0 * size, 8.0 * size, 0.0, 0.0, 8.0 * size, 8.0 * size]] * 2, device=device, dtype=dtype)
+    return inputs
 
 
 def evaluate(name: str, module: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -303,22 +441,28 @@ def evaluate(name: str, module: torch.nn.Module, inputs: dict[str, torch.Tensor]
     Denoisers run as the backbones run them: an SD1.5 UNet frame by frame behind
     :class:`~ivmixed.guidance.ImageOnVideo` (embeddings repeated per frame), the AnimateDiff motion UNet with
     embeddings repeated per frame, the 3-D UNets on the clip (VideoCrafter2 with ``fps=24``), each wrapped
-    in :class:`~ivmixed.backbones._diffusers.UNetScore` at timestep 500. Text encoders encode the prompt
-    pair; the VAE decodes the frames.
+    in :class:`~ivmixed.backbones.diffusers.UNetScore` at timestep 500. SDXL UNets also get
+    ``added_cond_kwargs`` (pooled embedding and time ids): one row per clip for the motion UNet (it repeats
+    them per frame itself), one per frame for the image UNet. Text encoders encode the prompt pair (their
+    last hidden states); the VAE decodes the frames.
     """
-    from ..backbones._diffusers import UNetScore
+    from ..backbones.diffusers import UNetScore
     from ..guidance import ImageOnVideo
 
     kind = MODELS[name].kind
     with torch.no_grad():
         if kind == "text":
-            return module(inputs["tokens"])[0]
+            return module(inputs["tokens"]).last_hidden_state
         if kind == "vae":
             return module.decode(inputs["latents"]).sample
+    added = None
+    if "text_embeds" in inputs:
+        reps = inputs["x"].shape[2] if kind == "unet2d" else 1
+        added = {"added_cond_kwargs": {k: inputs[k].repeat_interleave(reps, dim=0) for k in ("text_embeds", "time_ids")}}
     if kind == "unet2d":
-        score = ImageOnVideo(UNetScore(module, repeat_cond=True))
+        score = ImageOnVideo(UNetScore(module, repeat_cond=True, call_kwargs=added))
     elif kind == "motion_unet":
-        score = UNetScore(module, repeat_cond=True)
+        score = UNetScore(module, repeat_cond=True, call_kwargs=added)
     else:
         score = UNetScore(module, call_kwargs={"fps": 24} if MODELS[name].config.get("fps_cond") else None)
     return score(inputs["x"], 500, inputs["cond"])
