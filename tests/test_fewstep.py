@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ivmixed
-from ivmixed.backbones._diffusers import MissingWeights
+from ivmixed.backbones.diffusers import MissingWeights
 from ivmixed.cli import main
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -219,6 +219,40 @@ def test_lightning_zigzag_with_four_steps_lands_on_the_trailing_grid_and_retimes
             assert abs(float(sd15.alpha_bar(timestep)) / float(schedule.alpha_bar(level)) - 1) < 1e-2
 
 
+# -- grid-aligned sub-steps ----------------------------------------------------------------------------------------
+
+
+def test_lightning_with_four_steps_is_already_grid_aligned(lightning):
+    """Trailing spacing with N dividing T: the grid is 999 − 250·i, so substeps="grid" plans the very sub-steps of Δ = 250."""
+    kwargs = dict(program="IV-IV", seed=4, steps=4, frames=2, height=32, width=32, progress=False, decode=False)
+    delta = lightning.generate("a horse", **kwargs)
+    grid = lightning.generate("a horse", substeps="grid", **kwargs)
+    assert grid.settings["substeps"] == "grid"
+    assert torch.equal(delta.latents, grid.latents)
+
+
+def test_animatelcm_grid_aligned_sub_steps_visit_the_lcm_timesteps(animatelcm):
+    """LCM's 4-step grid is 999, 759, 499, 259: Δ = 250 sub-steps miss it, grid-aligned ones land on it."""
+    scheduler = animatelcm.make_scheduler()
+    scheduler.set_timesteps(4)
+    grid = [int(t) for t in scheduler.timesteps]
+    assert grid == [999, 759, 499, 259]
+    levels = {}
+    for substeps in ("delta", "grid"):
+        calls = NetworkCalls(animatelcm)
+        try:
+            video = animatelcm.generate("a horse", program="VV-VV", substeps=substeps, seed=0, steps=4, progress=False, decode=False, frames=2, height=32, width=32)
+        finally:
+            calls.close()
+        assert torch.isfinite(video.latents).all()
+        levels[substeps] = [t for _, t in calls.calls]
+    # per step: V go at t, V go one level down, V back two levels down, V back one level down, the standard step at t
+    assert levels["delta"][:5] == [999, 749, 499, 749, 999]
+    assert levels["grid"] == [
+        t for i, t in enumerate(grid) for t in (t, (grid + [0, 0])[i + 1], (grid + [0, 0])[i + 2], (grid + [0, 0])[i + 1], t)
+    ]
+
+
 # -- refusals before anything loads --------------------------------------------------------------------------------
 
 
@@ -233,7 +267,6 @@ def nothing_heavy_loads(monkeypatch):
 
     for cls in ("AnimateDiffPipeline", "MotionAdapter", "UNet2DConditionModel"):
         monkeypatch.setattr(getattr(diffusers, cls), "from_pretrained", classmethod(refuse))
-    monkeypatch.setattr(diffusers.MotionAdapter, "from_config", classmethod(refuse))
     monkeypatch.setattr(safetensors.torch, "load_file", refuse)
 
 
@@ -272,10 +305,13 @@ def test_a_file_whose_name_says_another_step_count_is_refused(lightning_options,
         ivmixed.load("animatediff-lightning", **{**lightning_options, "motion_module": str(file)}, distilled_steps=4)
 
 
-def test_a_file_that_is_not_a_diffusers_motion_adapter_is_explained(lightning_options, tmp_path):
+def test_a_file_that_is_not_a_diffusers_motion_adapter_is_refused_before_loading(lightning_options, tmp_path, nothing_heavy_loads):
     from safetensors.torch import save_file
 
     file = tmp_path / "animatediff_lightning_4step_comfyui.safetensors"
     save_file({"down_blocks.0.motion_modules.0.weight": torch.zeros(2)}, str(file))
-    with pytest.raises(ValueError, match=r"does not fit a diffusers MotionAdapter .*not the \*_comfyui one"):
+    from ivmixed.testing.tiny import tiny_motion_adapter
+
+    expected = len(tiny_motion_adapter().state_dict())
+    with pytest.raises(ValueError, match=rf"its tensors are not those of a diffusers MotionAdapter of .*: {expected} missing, 1 unexpected .*not the \*_comfyui one"):
         ivmixed.load("animatediff-lightning", **{**lightning_options, "motion_module": str(file)})

@@ -1,7 +1,8 @@
 """The few-step AnimateDiff backbones: AnimateDiff-Lightning and AnimateLCM, each with the scheduler it was distilled for.
 
 Both are :class:`~ivmixed.backbones._animatediff_impl.AnimateDiffBackbone` with another motion module and another
-standard step; finding the models, the pair check, the image model and decoding are AnimateDiff's.
+standard step (its ``load_motion_adapter`` / ``pipeline_loaded`` hooks and ``make_scheduler``); finding the models,
+the pair check, the image model and decoding are AnimateDiff's, on the kit's template.
 
 - **AnimateDiff-Lightning** loads one checkpoint file into ``MotionAdapter()`` (``load_state_dict`` of the
   safetensors file, as its model card does) and steps with ``EulerDiscreteScheduler`` (trailing spacing, linear
@@ -21,39 +22,24 @@ its last timestep, 999.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 from typing import Any
 
 import torch
 
-from ..guidance import ImageOnVideo
+from ..guidance import ImageOnVideo, ScoreModel
 from ..steps import NoiseSchedule
 from ._animatediff_impl import AnimateDiffBackbone
-from ._diffusers import (
-    Location,
-    ModelRequest,
-    UNetScore,
-    apply_loras,
-    dtype_keyword,
-    explain_load_error,
-    load_kwargs,
-    peek_json,
-    require_json,
-    resolve_models,
-    schedule_from_config,
-    to_device,
-)
-from .base import Defaults
+from .diffusers import ModelRequest, PairConfigs, UNetScore, require_json, schedule_from_config
 from .fewstep import (
-    ANIMATELCM_GUIDANCE,
+    ANIMATELCM,
     ANIMATELCM_LORA_FILE,
     ANIMATELCM_LORA_SCALE,
     ANIMATELCM_REPO,
-    ANIMATELCM_STEPS,
     DEFAULT_BASE,
     DEFAULT_IMAGE_MODEL,
+    LIGHTNING,
     LIGHTNING_DEFAULT_STEPS,
     LIGHTNING_FILE,
     LIGHTNING_REPO,
@@ -62,7 +48,6 @@ from .fewstep import (
 
 __all__ = ["LightningBackbone", "AnimateLCMBackbone", "EulerOnVPLatents", "RetimedScore"]
 
-logger = logging.getLogger(__name__)
 
 #: linear betas: the table both distilled motion modules run on (their model cards' ``beta_schedule="linear"``)
 LINEAR_BETAS = {"beta_schedule": "linear"}
@@ -163,108 +148,41 @@ class RetimedScore:
 # -- the backbones ---------------------------------------------------------------------------------------------
 
 
-def _few_step_defaults(steps: int, guidance: float) -> Defaults:
-    return Defaults(height=512, width=512, frames=16, steps=steps, guidance=guidance, program="IV-IV", fps=8)
-
-
 class _FewStepBackbone(AnimateDiffBackbone):
-    """What both few-step backbones share: finding the extra files, loading the motion module, the retimed image model."""
-
-    #: the models of the subclass besides the base and the image model, set by its ``__init__``
-    _extra_requests: list[ModelRequest]
+    """What both few-step backbones share: their extra files, an SD1.5 base only, the base's full scheduler config,
+    and the image model retimed onto the video model's noise table."""
 
     def __init__(self, *, model: str = DEFAULT_BASE, image_model: str = DEFAULT_IMAGE_MODEL, **options: Any):
         super().__init__(model=model, image_model=image_model, **options)
-        # the image model, called at the timestep of its own table (its scheduler's, else the base's)
-        image_scheduler = self.locations["image_model"].read_json("scheduler/scheduler_config.json")
-        own = schedule_from_config(image_scheduler or self._base_scheduler_json)
-        walk = self.zigzag_schedule()
-        prediction = (image_scheduler or {}).get("prediction_type", "epsilon")
-        image = UNetScore(self.image_unet, schedule=own, prediction_type=prediction, repeat_cond=True)
-        self.idm = ImageOnVideo(RetimedScore(image, walk=walk, own=own))
 
-    # -- finding ---------------------------------------------------------------------------------------------
+    def extra_requests(self) -> list[ModelRequest]:
+        """The subclass's own files (the distilled motion module, the LoRA)."""
+        return []
 
-    def _find(self, model, motion_adapter, image_model, image_model_config, vae, allow_pickle, revisions) -> dict[str, Location]:
-        requests = [ModelRequest("model", model, "video model (SD1.5 base)", revision=revisions["model"]), *self._extra_requests]
-        requests.append(
-            ModelRequest(
-                "image_model", image_model, "image model (SD1.5 UNet)", ("unet/config.json", "config.json"), single_file=True,
-                revision=revisions["image_model"],
-            )
-        )
-        image_is_file = os.path.isfile(os.path.expanduser(str(image_model)))
-        base_unet = peek_json(model, "unet/config.json", revisions["model"]) or {}
-        if image_is_file and image_model_config is None and base_unet.get("_class_name") != "UNet2DConditionModel":
-            image_model_config = DEFAULT_IMAGE_MODEL
-        if image_is_file and image_model_config is not None:
-            requests.append(ModelRequest("image_model_config", image_model_config, "image model config", ("unet/config.json", "config.json")))
-        if vae is not None:
-            requests.append(ModelRequest("vae", vae, "VAE", ("config.json", "vae/config.json"), revision=revisions["vae"]))
-        return resolve_models(self.name, requests, allow_pickle=allow_pickle)
+    def requests(self) -> list[ModelRequest]:
+        return [*super().requests(), *self.extra_requests()]
 
-    def _read_configs(self) -> dict[str, Any]:
-        configs = super()._read_configs()
-        if self._is_pipeline:
+    def read_configs(self) -> PairConfigs:
+        configs = super().read_configs()
+        if (self.locations["model"].read_json("model_index.json") or {}).get("_class_name") == "AnimateDiffPipeline":
             raise ValueError(
                 f"--model {self.locations['model'].source} is a saved AnimateDiffPipeline; backbone '{self.name}' adds its own "
                 "motion module, so give the SD1.5 base it was built on"
             )
-        self._base_scheduler_json = configs["vdm_scheduler"]
+        self.image_scheduler_config = configs.idm_scheduler or configs.vdm_scheduler  # the image model's own ᾱ table
         return configs
 
-    # -- loading ---------------------------------------------------------------------------------------------
+    def pipeline_loaded(self, pipe) -> None:
+        # the model cards build their scheduler from the loaded base scheduler's config (defaults filled in)
+        self.scheduler_config = dict(pipe.scheduler.config)
 
-    def _kwargs(self, option: str) -> dict[str, Any]:
-        return load_kwargs(self.dtype, allow_pickle=self.allow_pickle, variant=self.variants.get(option), location=self.locations[option])
+    def make_scores(self) -> tuple[ScoreModel, ScoreModel]:
+        vdm, _ = super().make_scores()
+        own = schedule_from_config(self.image_scheduler_config)
+        image = UNetScore(self.image_unet, schedule=own, prediction_type=self.image_prediction_type, repeat_cond=True)
+        return vdm, ImageOnVideo(RetimedScore(image, walk=self.zigzag_schedule(), own=own))
 
-    def _motion_adapter(self):
-        """The loaded ``MotionAdapter`` (subclasses)."""
-        raise NotImplementedError
-
-    def _after_pipeline(self, pipe) -> None:
-        """Changes to the assembled pipeline before its parts are taken (subclasses: LoRA)."""
-
-    def _load(self) -> None:
-        from diffusers import AnimateDiffPipeline, AutoencoderKL
-
-        loc = self.locations
-        logger.info("loading %s on %s", ", ".join(f"{k}={v.describe()}" for k, v in loc.items()), self.device)
-        parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None, "motion_adapter": self._motion_adapter()}
-        try:
-            if "vae" in loc:
-                sub = "vae" if loc["vae"].read_json("config.json") is None else None
-                parts["vae"] = AutoencoderKL.from_pretrained(loc["vae"].path, subfolder=sub, **self._kwargs("vae"))
-            pipe = AnimateDiffPipeline.from_pretrained(loc["model"].path, **parts, **self._kwargs("model"))
-        except (OSError, ValueError) as exc:
-            raise explain_load_error(exc, loc["model"], allow_pickle=self.allow_pickle) from exc
-        self._after_pipeline(pipe)
-        self.scheduler_config = dict(pipe.scheduler.config)  # the base scheduler's full config, as the stock recipe reads it
-        self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-        del pipe, parts
-        self._load_image_unet()
-
-    def _load_image_unet(self) -> None:
-        """The image model, as ``animatediff`` loads it (folder, hub id or single file; LoRAs), then every module to the device."""
-        from diffusers import UNet2DConditionModel
-
-        image = self.locations["image_model"]
-        try:
-            if image.kind == "file":
-                source = self._image_config
-                sub = "unet" if source.read_json("unet/config.json") is not None else None
-                self.image_unet = UNet2DConditionModel.from_single_file(
-                    image.path, config=source.path, subfolder=sub, local_files_only=source.kind != "hub", **{dtype_keyword(): self.dtype}
-                )
-            else:
-                sub = "unet" if image.read_json("unet/config.json") is not None else None
-                self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **self._kwargs("image_model"))
-        except (OSError, ValueError) as exc:
-            raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
-        apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
-        to_device(self.unet, self.vae, self.text_encoder, self.image_unet, device=self.device)
-
-    def _file_of(self, option: str, name: str) -> str:
+    def file_of(self, option: str, name: str) -> str:
         """The local path of file ``name`` of model ``option`` (a file itself, a folder holding it, or a hub repo)."""
         location = self.locations[option]
         if location.kind == "file":
@@ -301,13 +219,12 @@ class LightningBackbone(_FewStepBackbone):
         LoRAs on the image model, device, dtype, pickles, revisions, variants, decode chunk size).
     """
 
-    name = "animatediff-lightning"
-    defaults = _few_step_defaults(LIGHTNING_DEFAULT_STEPS, 1.0)
+    name = LIGHTNING.name
+    defaults = LIGHTNING.defaults
 
     def __init__(
         self,
         *,
-        model: str = DEFAULT_BASE,
         motion_module: str = LIGHTNING_REPO,
         distilled_steps: int | None = None,
         motion_module_config: str | None = None,
@@ -315,43 +232,68 @@ class LightningBackbone(_FewStepBackbone):
         **options: Any,
     ):
         self.distilled_steps, self.checkpoint = lightning_checkpoint(motion_module, distilled_steps)
-        self._extra_requests = [
-            ModelRequest(
-                "motion_module", motion_module, f"Lightning motion module ({self.checkpoint})", (self.checkpoint,),
-                single_file=True, revision=motion_module_revision,
-            )
-        ]
-        if motion_module_config is not None:
-            self._extra_requests.append(ModelRequest("motion_module_config", motion_module_config, "motion module config", ("config.json",)))
-        super().__init__(model=model, **options)
+        self.module = (motion_module, motion_module_config, motion_module_revision)
+        super().__init__(**options)
         self.defaults = dataclasses.replace(type(self).defaults, steps=self.distilled_steps)
 
-    def _read_configs(self) -> dict[str, Any]:
-        configs = super()._read_configs()
-        self._module_config = require_json(self.locations["motion_module_config"], "config.json") if "motion_module_config" in self.locations else None
-        configs["max_frames"] = (self._module_config or {}).get("motion_max_seq_length", 32)  # MotionAdapter()'s default
+    def requests(self) -> list[ModelRequest]:
+        # no motion adapter folder: the Lightning file replaces it
+        return [request for request in super().requests() if request.option != "motion_adapter"]
+
+    def extra_requests(self) -> list[ModelRequest]:
+        module, config, revision = self.module
+        requests = [
+            ModelRequest(
+                "motion_module", module, f"Lightning motion module ({self.checkpoint})", (self.checkpoint,), single_file=True, revision=revision
+            )
+        ]
+        if config is not None:
+            requests.append(ModelRequest("motion_module_config", config, "motion module config", ("config.json",)))
+        return requests
+
+    def read_configs(self) -> PairConfigs:
+        configs = super().read_configs()
+        config_at = self.locations.get("motion_module_config")
+        self.module_config = require_json(config_at, "config.json") if config_at is not None else None
+        self.max_frames = int((self.module_config or {}).get("motion_max_seq_length", 32))  # MotionAdapter()'s default
+        if self.locations["motion_module"].kind != "hub":  # a local file: its tensor names are checked before loading
+            self.check_checkpoint(self.file_of("motion_module", self.checkpoint))
         return configs
+
+    def motion_adapter_shell(self, device: str | torch.device | None = None):
+        """The ``MotionAdapter`` the checkpoint is loaded into (``motion_module_config``, else diffusers' defaults)."""
+        from diffusers import MotionAdapter
+
+        with torch.device(device or "cpu"):
+            return MotionAdapter.from_config(self.module_config) if self.module_config else MotionAdapter()
+
+    def check_checkpoint(self, path: str) -> None:
+        """Refuse a file whose tensors are not those of the motion adapter (e.g. a ``*_comfyui`` file), from its header alone."""
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as file:
+            names = set(file.keys())
+        expected = set(self.motion_adapter_shell("meta").state_dict())
+        missing, unexpected = sorted(expected - names), sorted(names - expected)
+        if missing or unexpected:
+            of = f" of {self.locations['motion_module_config'].source}" if self.module_config else " (diffusers' default shape)"
+            example = f"e.g. {(missing or unexpected)[0]}"
+            raise ValueError(
+                f"-o motion_module={path}: its tensors are not those of a diffusers MotionAdapter{of}: {len(missing)} missing, "
+                f"{len(unexpected)} unexpected ({example}). Use the *_diffusers.safetensors Lightning file (not the *_comfyui one), "
+                "or give the matching -o motion_module_config=FOLDER"
+            )
+
+    def load_motion_adapter(self):
+        from safetensors.torch import load_file
+
+        adapter = self.motion_adapter_shell()
+        adapter.to(self.dtype)
+        adapter.load_state_dict(load_file(self.file_of("motion_module", self.checkpoint)))
+        return adapter
 
     def make_scheduler(self):
         return EulerOnVPLatents(lightning_scheduler({**self.scheduler_config, "prediction_type": "epsilon"}))
-
-    def _motion_adapter(self):
-        from diffusers import MotionAdapter
-        from safetensors.torch import load_file
-
-        path = self._file_of("motion_module", self.checkpoint)
-        adapter = MotionAdapter.from_config(self._module_config) if self._module_config else MotionAdapter()
-        adapter.to(self.dtype)
-        try:
-            adapter.load_state_dict(load_file(path))
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ValueError(
-                f"{path} does not fit a diffusers MotionAdapter{' of ' + self.locations['motion_module_config'].source if self._module_config else ''} "
-                f"({first}); use the *_diffusers.safetensors Lightning file (not the *_comfyui one), or give the matching "
-                "-o motion_module_config=FOLDER"
-            ) from None
-        return adapter
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "distilled_steps": self.distilled_steps, "checkpoint": self.checkpoint}
@@ -395,56 +337,50 @@ class AnimateLCMBackbone(_FewStepBackbone):
         lcm_lora: the LCM LoRA of the base: a hub repo or folder holding ``AnimateLCM_sd15_t2v_lora.safetensors``
             (default the AnimateLCM repository), or one ``.safetensors`` file; None (``-o lcm_lora=none``): no LoRA.
         lcm_lora_scale: its weight (default 0.8, as the model card).
-        motion_adapter_revision, lcm_lora_revision: hub revisions.
-        Everything else: as :class:`~ivmixed.backbones._animatediff_impl.AnimateDiffBackbone`.
+        lcm_lora_revision: hub revision of the LoRA's repository.
+        Everything else: as :class:`~ivmixed.backbones._animatediff_impl.AnimateDiffBackbone` (``motion_adapter_revision``
+        and ``motion_adapter_variant`` included).
     """
 
-    name = "animatelcm"
-    defaults = _few_step_defaults(ANIMATELCM_STEPS, ANIMATELCM_GUIDANCE)
+    name = ANIMATELCM.name
+    defaults = ANIMATELCM.defaults
 
     def __init__(
         self,
         *,
-        model: str = DEFAULT_BASE,
         motion_adapter: str = ANIMATELCM_REPO,
         lcm_lora: str | None = ANIMATELCM_REPO,
         lcm_lora_scale: float = ANIMATELCM_LORA_SCALE,
         lcm_lora_revision: str | None = None,
-        motion_adapter_revision: str | None = None,
         **options: Any,
     ):
         import importlib.util
 
         self.lcm_lora_scale = float(lcm_lora_scale)
-        self._extra_requests = [
-            ModelRequest("motion_adapter", motion_adapter, "motion adapter (AnimateLCM)", ("config.json",), revision=motion_adapter_revision)
-        ]
+        self.lora = None
         if lcm_lora is not None:
             if importlib.util.find_spec("peft") is None:
                 raise ImportError("the LCM LoRA of backbone 'animatelcm' needs the peft package: pip install 'ivmixed[lora]' (or pip install peft)")
-            self.lora_file = os.path.basename(lcm_lora) if os.path.isfile(os.path.expanduser(str(lcm_lora))) else ANIMATELCM_LORA_FILE
-            self._extra_requests.append(
-                ModelRequest("lcm_lora", lcm_lora, f"LCM LoRA ({self.lora_file})", (self.lora_file,), single_file=True, revision=lcm_lora_revision)
-            )
-        super().__init__(model=model, motion_adapter=motion_adapter, **options)
+            name = os.path.basename(lcm_lora) if os.path.isfile(os.path.expanduser(str(lcm_lora))) else ANIMATELCM_LORA_FILE
+            self.lora = (lcm_lora, name, lcm_lora_revision)
+        super().__init__(motion_adapter=motion_adapter, **options)
+
+    def extra_requests(self) -> list[ModelRequest]:
+        if self.lora is None:
+            return []
+        value, name, revision = self.lora
+        return [ModelRequest("lcm_lora", value, f"LCM LoRA ({name})", (name,), single_file=True, revision=revision)]
+
+    def pipeline_loaded(self, pipe) -> None:
+        super().pipeline_loaded(pipe)
+        if self.lora is None:
+            return
+        path = self.file_of("lcm_lora", self.lora[1])
+        pipe.load_lora_weights(os.path.dirname(path), weight_name=os.path.basename(path), adapter_name="lcm-lora")
+        pipe.set_adapters(["lcm-lora"], [self.lcm_lora_scale])
 
     def make_scheduler(self):
         return lcm_scheduler({**self.scheduler_config, "prediction_type": "epsilon"})
 
-    def _motion_adapter(self):
-        from diffusers import MotionAdapter
-
-        try:
-            return MotionAdapter.from_pretrained(self.locations["motion_adapter"].path, **self._kwargs("motion_adapter"))
-        except (OSError, ValueError) as exc:
-            raise explain_load_error(exc, self.locations["motion_adapter"], allow_pickle=self.allow_pickle) from exc
-
-    def _after_pipeline(self, pipe) -> None:
-        if "lcm_lora" not in self.locations:
-            return
-        path = self._file_of("lcm_lora", self.lora_file)
-        pipe.load_lora_weights(os.path.dirname(path), weight_name=os.path.basename(path), adapter_name="lcm-lora")
-        pipe.set_adapters(["lcm-lora"], [self.lcm_lora_scale])
-
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "lcm_lora_scale": self.lcm_lora_scale if "lcm_lora" in self.locations else None}
+        return {**super().describe(), "lcm_lora_scale": self.lcm_lora_scale if self.lora is not None else None}

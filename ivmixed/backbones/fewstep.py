@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..registry import BackboneSpec, Option
+from ..registry import BackboneSpec, Defaults, Option
 from .animatediff import DEFAULT_IMAGE_MODEL, INSTALL_HINT, LOADER_OPTIONS
 
 #: the SD1.5 base of both model cards
@@ -34,6 +34,10 @@ ANIMATELCM_LORA_FILE = "AnimateLCM_sd15_t2v_lora.safetensors"
 ANIMATELCM_LORA_SCALE = 0.8
 ANIMATELCM_STEPS = 6
 ANIMATELCM_GUIDANCE = 2.0
+
+#: the model cards' settings: 16 frames of 512×512, the distilled step count, ω 1 (Lightning) and 2 (AnimateLCM)
+LIGHTNING_DEFAULTS = Defaults(height=512, width=512, frames=16, steps=LIGHTNING_DEFAULT_STEPS, guidance=1.0, program="IV-IV", fps=8)
+ANIMATELCM_DEFAULTS = Defaults(height=512, width=512, frames=16, steps=ANIMATELCM_STEPS, guidance=ANIMATELCM_GUIDANCE, program="IV-IV", fps=8)
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,8 @@ LIGHTNING = BackboneSpec(
     install_hint=INSTALL_HINT,
     prefers_cuda=True,
     size_multiple=8,
-    default_steps=LIGHTNING_DEFAULT_STEPS,
-    presets=(),
     options=LIGHTNING_OPTIONS,
+    defaults=LIGHTNING_DEFAULTS,
 )
 
 ANIMATELCM = BackboneSpec(
@@ -146,7 +149,6 @@ ANIMATELCM = BackboneSpec(
     install_hint=INSTALL_HINT,
     prefers_cuda=True,
     size_multiple=8,
-    default_steps=ANIMATELCM_STEPS,
-    presets=(),
     options=ANIMATELCM_OPTIONS,
+    defaults=ANIMATELCM_DEFAULTS,
 )
