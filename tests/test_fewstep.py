@@ -315,3 +315,20 @@ def test_a_file_that_is_not_a_diffusers_motion_adapter_is_refused_before_loading
     expected = len(tiny_motion_adapter().state_dict())
     with pytest.raises(ValueError, match=rf"its tensors are not those of a diffusers MotionAdapter of .*: {expected} missing, 1 unexpected .*not the \*_comfyui one"):
         ivmixed.load("animatediff-lightning", **{**lightning_options, "motion_module": str(file)})
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "grid", "words"),
+    [
+        ("animatediff-lightning", 4, [999, 749, 499, 249], "EulerDiscreteScheduler, trailing spacing, linear betas"),
+        ("animatelcm", 6, [999, 839, 679, 499, 339, 179], "LCMScheduler, linear betas"),
+    ],
+)
+def test_explain_plans_on_the_backbones_own_grid_without_weights(capsys, nothing_heavy_loads, name, steps, grid, words):
+    import json
+
+    assert main(["explain", "IV-IV", "--backbone", name, "--steps", str(steps), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [step["t"] for step in info["steps"]] == grid[:3]
+    assert main(["explain", "IV-IV", "--backbone", name, "--steps", str(steps)]) == 0
+    assert f"grid: {words}" in capsys.readouterr().out

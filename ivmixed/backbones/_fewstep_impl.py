@@ -51,6 +51,8 @@ __all__ = ["LightningBackbone", "AnimateLCMBackbone", "EulerOnVPLatents", "Retim
 
 #: linear betas: the table both distilled motion modules run on (their model cards' ``beta_schedule="linear"``)
 LINEAR_BETAS = {"beta_schedule": "linear"}
+#: the SD1.5 scheduler config (``ivmixed explain`` plans on it without weights; the grids do not depend on the betas)
+SD15_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1}
 
 
 # -- the standard steps ----------------------------------------------------------------------------------------
@@ -155,6 +157,9 @@ class _FewStepBackbone(AnimateDiffBackbone):
     def __init__(self, *, model: str = DEFAULT_BASE, image_model: str = DEFAULT_IMAGE_MODEL, **options: Any):
         super().__init__(model=model, image_model=image_model, **options)
 
+    #: the standard step in words (manifests, ``ivmixed explain``)
+    standard_step: str = ""
+
     def extra_requests(self) -> list[ModelRequest]:
         """The subclass's own files (the distilled motion module, the LoRA)."""
         return []
@@ -182,6 +187,25 @@ class _FewStepBackbone(AnimateDiffBackbone):
         image = UNetScore(self.image_unet, schedule=own, prediction_type=self.image_prediction_type, repeat_cond=True)
         return vdm, ImageOnVideo(RetimedScore(image, walk=self.zigzag_schedule(), own=own))
 
+    @classmethod
+    def standard_scheduler(cls, base_config: dict[str, Any]):
+        """The standard step's scheduler built from the base's scheduler config (subclasses)."""
+        raise NotImplementedError
+
+    def make_scheduler(self):
+        return self.standard_scheduler({**self.scheduler_config, "prediction_type": "epsilon"})
+
+    @classmethod
+    def explain_plan(cls, program, *, num_steps: int, num_frames: int, show_steps: int | None = 3, **_ignored) -> tuple[dict[str, Any], str]:
+        """The sub-step plan of ``program`` on this backbone's own grid (``ivmixed explain --backbone``), without weights."""
+        from ..program import explain, format_explain
+
+        scheduler = cls.standard_scheduler(SD15_SCHEDULER)
+        scheduler.set_timesteps(num_steps)
+        grid = [int(t) for t in scheduler.timesteps]
+        info = explain(program, num_steps, num_frames, show_steps=show_steps, grid=grid, grid_name=cls.standard_step)
+        return info, format_explain(info)
+
     def file_of(self, option: str, name: str) -> str:
         """The local path of file ``name`` of model ``option`` (a file itself, a folder holding it, or a hub repo)."""
         location = self.locations[option]
@@ -194,12 +218,7 @@ class _FewStepBackbone(AnimateDiffBackbone):
         return hf_hub_download(location.path, name, revision=location.revision)
 
     def describe(self) -> dict[str, Any]:
-        scheduler = self.make_scheduler()
-        inner = getattr(scheduler, "euler", scheduler)
-        return {
-            **super().describe(),
-            "scheduler": f"{type(inner).__name__} ({inner.config.timestep_spacing} spacing, {inner.config.beta_schedule} betas)",
-        }
+        return {**super().describe(), "scheduler": self.standard_step}
 
 
 class LightningBackbone(_FewStepBackbone):
@@ -221,6 +240,7 @@ class LightningBackbone(_FewStepBackbone):
 
     name = LIGHTNING.name
     defaults = LIGHTNING.defaults
+    standard_step = "EulerDiscreteScheduler, trailing spacing, linear betas"
 
     def __init__(
         self,
@@ -292,8 +312,9 @@ class LightningBackbone(_FewStepBackbone):
         adapter.load_state_dict(load_file(self.file_of("motion_module", self.checkpoint)))
         return adapter
 
-    def make_scheduler(self):
-        return EulerOnVPLatents(lightning_scheduler({**self.scheduler_config, "prediction_type": "epsilon"}))
+    @classmethod
+    def standard_scheduler(cls, base_config: dict[str, Any]):
+        return EulerOnVPLatents(lightning_scheduler(base_config))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "distilled_steps": self.distilled_steps, "checkpoint": self.checkpoint}
@@ -344,6 +365,7 @@ class AnimateLCMBackbone(_FewStepBackbone):
 
     name = ANIMATELCM.name
     defaults = ANIMATELCM.defaults
+    standard_step = "LCMScheduler, linear betas"
 
     def __init__(
         self,
@@ -379,8 +401,9 @@ class AnimateLCMBackbone(_FewStepBackbone):
         pipe.load_lora_weights(os.path.dirname(path), weight_name=os.path.basename(path), adapter_name="lcm-lora")
         pipe.set_adapters(["lcm-lora"], [self.lcm_lora_scale])
 
-    def make_scheduler(self):
-        return lcm_scheduler({**self.scheduler_config, "prediction_type": "epsilon"})
+    @classmethod
+    def standard_scheduler(cls, base_config: dict[str, Any]):
+        return lcm_scheduler(base_config)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "lcm_lora_scale": self.lcm_lora_scale if self.lora is not None else None}
