@@ -332,3 +332,41 @@ def test_explain_plans_on_the_backbones_own_grid_without_weights(capsys, nothing
     assert [step["t"] for step in info["steps"]] == grid[:3]
     assert main(["explain", "IV-IV", "--backbone", name, "--steps", str(steps)]) == 0
     assert f"grid: {words}" in capsys.readouterr().out
+
+
+# -- the default ids against the recorded hub layouts ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub_layout_cache(tmp_path_factory):
+    """An offline Hugging Face cache with the recorded layouts of the repositories the two backbones use by default."""
+    from pathlib import Path
+
+    from ivmixed.backbones.fewstep import ANIMATELCM_REPO, DEFAULT_BASE, DEFAULT_IMAGE_MODEL, LIGHTNING_REPO
+    from ivmixed.testing import hub_cache
+
+    layouts = hub_cache.load_layouts(Path(__file__).parent / "data" / "hub_layouts.json")
+    cache = tmp_path_factory.mktemp("hf-home") / "hub"
+    hub_cache.build_cache(cache, layouts, [LIGHTNING_REPO, ANIMATELCM_REPO, DEFAULT_BASE, DEFAULT_IMAGE_MODEL])
+    return cache
+
+
+@pytest.mark.parametrize("name", ["animatediff-lightning", "animatelcm"])
+def test_default_ids_generate_from_the_recorded_hub_layouts(name, hub_layout_cache, few_step_models, tmp_path, monkeypatch):
+    """Only the default model ids (the Lightning cache holds tiny files, so their shape is given as a config folder)."""
+    import json
+
+    from huggingface_hub import constants
+
+    from ivmixed.registry import get_spec
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_layout_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    extra = ["-o", f"motion_module_config={few_step_models['lightning_config']}"] if name == "animatediff-lightning" else []
+    out = tmp_path / "clip.npy"
+    run = ["--program", "IV-IV", "--frames", "2", "--height", "32", "--width", "32", "--steps", "4", "--quiet"]
+    assert main(["generate", "--backbone", name, "--out", str(out), *extra, *run]) == 0
+    assert np.isfinite(np.load(out)).all()
+    models = json.loads(out.with_name("clip.npy.json").read_text())["models"]
+    defaults = get_spec(name).default_models
+    assert {option: models[option] for option in defaults} == defaults
