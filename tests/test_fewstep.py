@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -172,25 +174,19 @@ def test_every_paper_form_runs_with_four_steps(name, lightning, animatelcm):
     assert np.abs(frames["IV-IV"] - frames["origin"]).max() > 1e-3
 
 
-class NetworkCalls:
-    """Records, in order, which UNet ran and at which timestep."""
-
-    def __init__(self, backbone):
-        self.calls: list[tuple[str, int]] = []
-        self.handles = [
-            backbone.image_unet.register_forward_pre_hook(self._hook("idm"), with_kwargs=True),
-            backbone.unet.register_forward_pre_hook(self._hook("vdm"), with_kwargs=True),
-        ]
-
-    def _hook(self, role):
-        def record(module, args, kwargs):
-            self.calls.append((role, int(args[1])))
-
-        return record
-
-    def close(self):
-        for handle in self.handles:
-            handle.remove()
+@contextlib.contextmanager
+def unet_calls(backbone):
+    """The (role, timestep) of every UNet call made inside the block, in order."""
+    calls: list[tuple[str, int]] = []
+    hooks = [
+        unet.register_forward_pre_hook(lambda module, args, kwargs, role=role: calls.append((role, int(args[1]))), with_kwargs=True)
+        for role, unet in (("idm", backbone.image_unet), ("vdm", backbone.unet))
+    ]
+    try:
+        yield calls
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def test_lightning_zigzag_with_four_steps_lands_on_the_trailing_grid_and_retimes_the_image_model(lightning):
@@ -200,18 +196,15 @@ def test_lightning_zigzag_with_four_steps_lands_on_the_trailing_grid_and_retimes
     scheduler = lightning.make_scheduler()
     scheduler.set_timesteps(4)
     assert [int(t) for t in scheduler.timesteps] == [999, 749, 499, 249]
-    calls = NetworkCalls(lightning)
-    try:
+    with unet_calls(lightning) as calls:
         lightning.generate("a horse", program="IV-IV", seed=0, steps=4, progress=False, decode=False, **SIZE)
-    finally:
-        calls.close()
     expected = []
     for t in (999, 749, 499, 249):
         down, further = max(0, t - 250), max(0, t - 500)
         # I go at t, V go at t − Δ, I back at t − 2Δ, V back at t − Δ, then the standard step of the VDM at t
         expected += [("idm", t), ("vdm", down), ("idm", further), ("vdm", down), ("vdm", t)]
     retime = {999: 999, 749: 853, 499: 599, 249: 312, 0: 0}
-    assert calls.calls == [(role, retime[t] if role == "idm" else t) for role, t in expected]
+    assert calls == [(role, retime[t] if role == "idm" else t) for role, t in expected]
     schedule = lightning.zigzag_schedule()
     sd15 = lightning.idm.image_eps.model.schedule
     for level, timestep in retime.items():
@@ -239,13 +232,10 @@ def test_animatelcm_grid_aligned_sub_steps_visit_the_lcm_timesteps(animatelcm):
     assert grid == [999, 759, 499, 259]
     levels = {}
     for substeps in ("delta", "grid"):
-        calls = NetworkCalls(animatelcm)
-        try:
+        with unet_calls(animatelcm) as calls:
             video = animatelcm.generate("a horse", program="VV-VV", substeps=substeps, seed=0, steps=4, progress=False, decode=False, frames=2, height=32, width=32)
-        finally:
-            calls.close()
         assert torch.isfinite(video.latents).all()
-        levels[substeps] = [t for _, t in calls.calls]
+        levels[substeps] = [t for _, t in calls]
     # per step: V go at t, V go one level down, V back two levels down, V back one level down, the standard step at t
     assert levels["delta"][:5] == [999, 749, 499, 749, 999]
     assert levels["grid"] == [
