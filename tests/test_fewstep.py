@@ -360,3 +360,10 @@ def test_default_ids_generate_from_the_recorded_hub_layouts(name, hub_layout_cac
     models = json.loads(out.with_name("clip.npy.json").read_text())["models"]
     defaults = get_spec(name).default_models
     assert {option: models[option] for option in defaults} == defaults
+
+
+def test_options_the_backbones_do_not_take_are_named_before_loading(lightning_options, lcm_options, nothing_heavy_loads):
+    with pytest.raises(ValueError, match=r"'animatediff-lightning' does not take option\(s\) motion_adapter; it takes: motion_module, distilled_steps"):
+        ivmixed.load("animatediff-lightning", **lightning_options, motion_adapter="guoyww/animatediff-motion-adapter-v1-5-3")
+    with pytest.raises(ValueError, match=r"'animatelcm' does not take option\(s\) lcm_lora_weight; it takes: motion_adapter, lcm_lora, lcm_lora_scale"):
+        ivmixed.load("animatelcm", **lcm_options, lcm_lora_weight=0.5)

@@ -22,6 +22,7 @@ its last timestep, 999.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import re
 from typing import Any
@@ -150,6 +151,18 @@ class RetimedScore:
 # -- the backbones ---------------------------------------------------------------------------------------------
 
 
+def keywords_with_animatediff(init, drop: tuple[str, ...] = ()) -> inspect.Signature:
+    """The keywords of ``init``, of ``_FewStepBackbone.__init__`` and of ``AnimateDiffBackbone.__init__`` (the first
+    default of each name; less ``drop``) as one signature, so that the registry names an option the backbone does not
+    take before anything loads (``**options`` would hide them)."""
+    keywords: dict[str, inspect.Parameter] = {}
+    for each in (init, _FewStepBackbone.__init__, AnimateDiffBackbone.__init__):
+        for name, p in inspect.signature(each).parameters.items():
+            if p.kind is p.KEYWORD_ONLY and name not in drop:
+                keywords.setdefault(name, p)
+    return inspect.Signature(list(keywords.values()))
+
+
 class _FewStepBackbone(AnimateDiffBackbone):
     """What both few-step backbones share: their extra files, an SD1.5 base only, the base's full scheduler config,
     and the image model retimed onto the video model's noise table."""
@@ -251,13 +264,16 @@ class LightningBackbone(_FewStepBackbone):
         motion_module_revision: str | None = None,
         **options: Any,
     ):
+        unknown = sorted(set(options) & set(_NOT_LIGHTNING))
+        if unknown:
+            raise TypeError(f"backbone '{self.name}' takes no {', '.join(unknown)}: its motion module is -o motion_module=")
         self.distilled_steps, self.checkpoint = lightning_checkpoint(motion_module, distilled_steps)
         self.module = (motion_module, motion_module_config, motion_module_revision)
         super().__init__(**options)
         self.defaults = dataclasses.replace(type(self).defaults, steps=self.distilled_steps)
 
     def requests(self) -> list[ModelRequest]:
-        # no motion adapter folder: the Lightning file replaces it
+        # no motion adapter folder: the Lightning file replaces it (``motion_adapter`` is no option of this backbone)
         return [request for request in super().requests() if request.option != "motion_adapter"]
 
     def extra_requests(self) -> list[ModelRequest]:
@@ -319,6 +335,9 @@ class LightningBackbone(_FewStepBackbone):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "distilled_steps": self.distilled_steps, "checkpoint": self.checkpoint}
 
+
+_NOT_LIGHTNING = ("motion_adapter", "motion_adapter_revision", "motion_adapter_variant")
+LightningBackbone.__signature__ = keywords_with_animatediff(LightningBackbone.__init__, drop=_NOT_LIGHTNING)
 
 _STEP_COUNT = re.compile(r"(\d+)step", re.IGNORECASE)
 
@@ -407,3 +426,6 @@ class AnimateLCMBackbone(_FewStepBackbone):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "lcm_lora_scale": self.lcm_lora_scale if self.lora is not None else None}
+
+
+AnimateLCMBackbone.__signature__ = keywords_with_animatediff(AnimateLCMBackbone.__init__)
