@@ -152,17 +152,19 @@ class AnimateDiffBackbone(DiffusersBackbone):
         return folders
 
     def load(self) -> None:
-        from diffusers import AnimateDiffPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
+        from diffusers import AnimateDiffPipeline, AutoencoderKL, UNet2DConditionModel
 
         loc = self.locations
         parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
         with self.loading("model") as kwargs:  # a failed adapter or VAE load is explained naming the video model
-            if "motion_adapter" in loc:
-                parts["motion_adapter"] = MotionAdapter.from_pretrained(loc["motion_adapter"].path, **self.load_kwargs("motion_adapter"))
+            adapter = self.load_motion_adapter()
+            if adapter is not None:
+                parts["motion_adapter"] = adapter
             if "vae" in loc:
                 sub = "vae" if loc["vae"].read_json("config.json") is None else None
                 parts["vae"] = AutoencoderKL.from_pretrained(loc["vae"].path, subfolder=sub, **self.load_kwargs("vae"))
             pipe = AnimateDiffPipeline.from_pretrained(loc["model"].path, **parts, **kwargs)
+        self.pipeline_loaded(pipe)
         self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         del pipe, parts  # the adapter's weights now live inside the motion UNet
 
@@ -177,6 +179,17 @@ class AnimateDiffBackbone(DiffusersBackbone):
             else:
                 sub = "unet" if image.read_json("unet/config.json") is not None else None
                 self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **kwargs)
+
+    def load_motion_adapter(self):
+        """The motion adapter added to the base (None with a saved ``AnimateDiffPipeline``, which has its own)."""
+        from diffusers import MotionAdapter
+
+        if "motion_adapter" not in self.locations:
+            return None
+        return MotionAdapter.from_pretrained(self.locations["motion_adapter"].path, **self.load_kwargs("motion_adapter"))
+
+    def pipeline_loaded(self, pipe) -> None:
+        """Called with the assembled ``AnimateDiffPipeline`` before its modules are kept; nothing here (a subclass adds a LoRA)."""
 
     # -- the Backbone interface -------------------------------------------------------------------------
 

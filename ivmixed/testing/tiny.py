@@ -761,3 +761,35 @@ def build_sdxl(root: Path) -> TinySDXLModels:
         image_unet_narrow=save_sdxl_unet_folder(root / "sdxl_image_unet_narrow", seed=56, cross_attention_dim=32),
         other_betas=save_sdxl(root / "sdxl_other_betas", seed=57, scheduler_overrides={"beta_end": 0.02}),
     )
+
+
+# few-step
+# AnimateDiff-Lightning and AnimateLCM in their repositories' layouts: Lightning publishes bare MotionAdapter state
+# dicts, one file per step count; AnimateLCM a motion-adapter folder with its LCM LoRA of the base beside it.
+
+
+def save_motion_adapter_config(folder: Path, *, seed: int = 0) -> Path:
+    """Only the ``config.json`` of the tiny motion adapter (the architecture a Lightning file is loaded into)."""
+    tiny_motion_adapter(seed).save_config(str(folder))
+    return Path(folder)
+
+
+def save_lightning(folder: Path, *, seed: int = 50, steps: tuple[int, ...] = (4,)) -> Path:
+    """A folder laid out like ``ByteDance/AnimateDiff-Lightning``: ``animatediff_lightning_{N}step_diffusers.safetensors``
+    for each N in ``steps``, each a tiny motion adapter's state dict (another random draw per N)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for offset, n in enumerate(steps):
+        adapter = tiny_motion_adapter(seed + offset)
+        save_file({k: v.contiguous() for k, v in adapter.state_dict().items()}, str(folder / f"animatediff_lightning_{n}step_diffusers.safetensors"))
+    return folder
+
+
+def save_animatelcm(folder: Path, base: Path, *, seed: int = 60) -> Path:
+    """A folder laid out like ``wangfuyun/AnimateLCM``: a motion adapter at the root and
+    ``AnimateLCM_sd15_t2v_lora.safetensors``, a random LoRA of the SD1.5 ``base``'s UNet, beside it."""
+    folder = save_motion_adapter(folder, seed=seed)
+    save_peft_lora(folder / "AnimateLCM_sd15_t2v_lora.safetensors", base, seed=seed + 1)
+    return folder
