@@ -119,7 +119,7 @@ def _stock(name: str, folders: dict[str, Path], device, dtype):
     from diffusers import AnimateDiffPipeline, DDIMScheduler, DPMSolverMultistepScheduler, MotionAdapter, TextToVideoSDPipeline
     from diffusers.utils import logging as diffusers_logging
 
-    from ivmixed.backbones._diffusers import DDIM_OVERRIDES, dtype_keyword
+    from ivmixed.backbones.diffusers import DDIM_OVERRIDES, dtype_keyword
 
     kw = {dtype_keyword(): dtype}
     diffusers_logging.set_verbosity_error()

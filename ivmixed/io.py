@@ -25,6 +25,7 @@ __all__ = [
     "WriteFailed",
     "check_output_path",
     "probe_folder",
+    "probe_nearest_folder",
     "write_video",
     "write_manifest",
     "save_with_manifest",
@@ -62,15 +63,7 @@ def check_output_path(
         raise ValueError(f"{what} {path} is a folder; give a file name ending in {', '.join(suffixes)}")
     if path.suffix.lower() not in suffixes:
         raise ValueError(f"{what} {path}: unknown file type '{path.suffix}'; use one of {', '.join(suffixes)}")
-    parent = path.parent if str(path.parent) else Path(".")
-    existing = parent
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():
-            raise ValueError(f"{what} {path}: {existing} is a broken symbolic link")
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{what} {path}: {existing} is not a folder")
-    probe_folder(existing, what=f"{what} {path}")
+    probe_nearest_folder(path.parent if str(path.parent) else Path("."), what=f"{what} {path}")
     if not overwrite:
         taken = [p for p in ((path, manifest_path(path)) if manifest else (path,)) if os.path.lexists(p)]
         if taken:
@@ -94,6 +87,23 @@ def probe_folder(folder: str | os.PathLike, *, what: str = "--out") -> None:
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
+
+
+def probe_nearest_folder(folder: str | os.PathLike, *, what: str = "--out", not_a_folder: str = "is not a folder") -> Path:
+    """Probe (:func:`probe_folder`) the nearest existing folder at or above ``folder``, which may be still to be made.
+
+    A broken symbolic link on the way, or a file where a folder would be (``what: FILE <not_a_folder>``), raises
+    ValueError in words. Returns the folder probed; creates nothing.
+    """
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise ValueError(f"{what}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what}: {existing} {not_a_folder}")
+    probe_folder(existing, what=what)
+    return existing
 
 
 def describe_os_error(exc: OSError) -> str:

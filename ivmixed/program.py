@@ -33,17 +33,21 @@ import operator
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from fractions import Fraction
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Sequence
 
 __all__ = [
     "AllSteps",
     "ANIMATEDIFF_SWAP",
     "Clause",
     "Cost",
+    "Direction",
     "Every",
     "Form",
     "InvalidProgram",
+    "LETTERS",
+    "Letter",
     "MAX_CLAUSES",
     "MAX_INDEX",
     "MAX_LETTERS",
@@ -51,10 +55,14 @@ __all__ = [
     "MAX_PROGRAM_CHARS",
     "ORIGIN",
     "Percent",
+    "Primitive",
     "Program",
+    "Role",
     "Selector",
+    "SUBSTEP_SIZES",
     "SubStep",
     "Window",
+    "check_substeps",
     "explain",
     "format_explain",
     "linspace_timesteps",
@@ -86,9 +94,120 @@ MAX_LETTERS = 64
 MAX_INDEX = 1_000_000
 #: the longest number: the shortest decimal of the smallest positive float percentage has 326 characters
 MAX_NUMBER_CHARS = 400
-_NOISE_LETTERS = "RIV"
-_DENOISE_LETTERS = "IV"
-_MODEL_OF_LETTER = {"R": None, "I": "idm", "V": "vdm"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Letters: what every form letter means, in one table that the parser, the cost, the messages, the
+# planner, explain and the interpreter all read
+# --------------------------------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    """The model a sub-step calls. The values are the words of manifests, JSON and the guidance table."""
+
+    IDM = "idm"  #: the image model, on every frame as one image
+    VDM = "vdm"  #: the video model, on the whole clip
+
+    @property
+    def letters(self) -> str:
+        """The letters that call this model (``"I"`` for the IDM), from :data:`LETTERS`."""
+        return "".join(symbol for symbol, letter in LETTERS.items() if letter.role is self)
+
+
+class Direction(StrEnum):
+    """Which way a sub-step moves. ``go`` denoises (t_to ≤ t_from), ``back`` adds noise (t_to ≥ t_from)."""
+
+    GO = "go"
+    BACK = "back"
+
+    @property
+    def phase(self) -> str:
+        """The phase of a form whose letters move this way: ``denoise`` or ``add-noise``."""
+        return "denoise" if self is Direction.GO else "add-noise"
+
+    @property
+    def verb(self) -> str:
+        """What a letter moving this way does, for messages (``R only adds noise``)."""
+        return "denoises" if self is Direction.GO else "adds noise"
+
+
+class Primitive(StrEnum):
+    """The step primitive of :mod:`ivmixed.steps` that a sub-step runs."""
+
+    ADD_NOISE = "add-noise"  #: ``add_noise``: fresh Gaussian noise from the run's generator, no model
+    DDIM_INVERSION = "ddim-inversion"  #: ``deterministic_step`` up, with the model's guided estimate at t_from
+    DDIM_DENOISE = "ddim-denoise"  #: ``deterministic_step`` down, with the model's guided estimate at t_from
+
+
+@dataclass(frozen=True)
+class Letter:
+    """The meaning of one form letter.
+
+    ``role`` is the model it calls (None: no model); ``back`` and ``go`` are the primitives it runs in the
+    add-noise and the denoise phase (None: the phase does not allow it); ``evaluations`` is how many guided
+    evaluations of its model one sub-step costs (each one batched call on ``[uncond; cond]``).
+    """
+
+    symbol: str
+    role: Role | None
+    back: Primitive | None
+    go: Primitive | None
+    evaluations: int
+
+    def allows(self, direction: Direction) -> bool:
+        """Whether the phase that moves ``direction`` may hold this letter."""
+        return self.primitive(direction) is not None
+
+    def primitive(self, direction: Direction) -> Primitive | None:
+        """The primitive this letter runs when it moves ``direction`` (None: not allowed there)."""
+        return self.go if direction == Direction.GO else self.back
+
+
+#: every form letter, in the order messages list them
+LETTERS: dict[str, Letter] = {
+    letter.symbol: letter
+    for letter in (
+        Letter("R", None, back=Primitive.ADD_NOISE, go=None, evaluations=0),
+        Letter("I", Role.IDM, back=Primitive.DDIM_INVERSION, go=Primitive.DDIM_DENOISE, evaluations=1),
+        Letter("V", Role.VDM, back=Primitive.DDIM_INVERSION, go=Primitive.DDIM_DENOISE, evaluations=1),
+    )
+}
+#: guided VDM evaluations of the standard step that ends every step
+STANDARD_STEP_EVALUATIONS = 1
+#: the batch of one guided evaluation: unconditional and conditional (classifier-free guidance)
+CFG_BATCH = 2
+
+
+#: how far a zigzag sub-step moves: "delta" (Δ = T // N, the default) or "grid" (to the neighbouring grid timestep)
+SUBSTEP_SIZES = ("delta", "grid")
+
+
+def check_substeps(value: object) -> str:
+    """``value`` when it names a sub-step size of :data:`SUBSTEP_SIZES`; else a ValueError saying what to give."""
+    if not isinstance(value, str) or value not in SUBSTEP_SIZES:
+        raise ValueError(
+            f"substeps must be 'delta' (each sub-step moves Δ = T // N, the default) or 'grid' (each sub-step moves "
+            f"to the neighbouring timestep of the standard scheduler's grid), got {_short(repr(value))}"
+        )
+    return value
+
+
+def _phase_letters(direction: Direction) -> str:
+    """The letters a phase allows, in table order ("RIV" adding noise, "IV" denoising)."""
+    return "".join(symbol for symbol, letter in LETTERS.items() if letter.allows(direction))
+
+
+def _either(letters: str) -> str:
+    """``"RIV"`` -> ``"R, I or V"``, for messages."""
+    return " or ".join([", ".join(letters[:-1]), letters[-1]]) if len(letters) > 1 else letters
+
+
+def _only(letter: Letter) -> str:
+    """What ``letter`` does, for messages: ``adds noise`` for R."""
+    return " and ".join(direction.verb for direction in (Direction.BACK, Direction.GO) if letter.allows(direction))
+
+
+_PHASE_LETTERS = {direction: _phase_letters(direction) for direction in Direction}
 
 
 class InvalidProgram(ValueError):
@@ -148,8 +267,9 @@ class Form:
     """One zigzag: the add-noise letters and the denoise letters, each run left to right.
 
     ``noise`` is made of R (Gaussian re-noising), I (IDM DDIM inversion) and V (VDM DDIM inversion);
-    ``denoise`` of I and V (DDIM denoising with that model). Both have the same length k ≥ 1, so the
-    latent returns to its level. ``Form("", "")`` is ``origin``: no zigzag, the standard step only.
+    ``denoise`` of I and V (DDIM denoising with that model): the letters :data:`LETTERS` allows in each
+    phase. Both have the same length k ≥ 1, so the latent returns to its level. ``Form("", "")`` is
+    ``origin``: no zigzag, the standard step only.
     """
 
     noise: str
@@ -158,10 +278,10 @@ class Form:
     def __post_init__(self) -> None:
         if not isinstance(self.noise, str) or not isinstance(self.denoise, str):
             raise TypeError(f"Form letters must be strings, got {self.noise!r} and {self.denoise!r}")
-        if any(c not in _NOISE_LETTERS for c in self.noise):
-            raise ValueError(f"add-noise letters must be R, I or V, got {self.noise!r}")
-        if any(c not in _DENOISE_LETTERS for c in self.denoise):
-            raise ValueError(f"denoise letters must be I or V, got {self.denoise!r}")
+        for direction, letters in ((Direction.BACK, self.noise), (Direction.GO, self.denoise)):
+            allowed = _PHASE_LETTERS[direction]
+            if any(c not in allowed for c in letters):
+                raise ValueError(f"{direction.phase} letters must be {_either(allowed)}, got {letters!r}")
         if len(self.noise) != len(self.denoise):
             raise ValueError(
                 f"both phases need the same number of letters, got {self.noise!r} and {self.denoise!r}"
@@ -362,24 +482,39 @@ class Clause:
 class SubStep:
     """One sub-step of a zigzag, in execution order.
 
-    ``letter`` R/I/V; ``model`` "idm" for I, "vdm" for V, None for R; ``direction`` "go" (DDIM
-    denoise, t_to ≤ t_from) or "back" (R re-noising or DDIM inversion, t_to ≥ t_from). Levels are
-    clamped to 0..T−1, so near the ends a sub-step may not move at all (t_from == t_to); it still
-    runs and still costs a network evaluation.
+    ``letter`` R/I/V; ``model`` the :class:`Role` of its letter (``"idm"`` for I, ``"vdm"`` for V, None
+    for R); ``direction`` a :class:`Direction`, ``"go"`` (DDIM denoise, t_to ≤ t_from) or ``"back"`` (R
+    re-noising or DDIM inversion, t_to ≥ t_from). Plain strings are accepted and stored as those enums,
+    which compare equal to them. Levels are clamped to 0..T−1, so near the ends a sub-step may not move at
+    all (t_from == t_to); it still runs and still costs a network evaluation.
     """
 
     index: int
     letter: str
-    model: str | None
-    direction: str
+    model: Role | None
+    direction: Direction
     t_from: int
     t_to: int
+
+    def __post_init__(self) -> None:
+        if self.model is not None and type(self.model) is not Role:
+            object.__setattr__(self, "model", Role(self.model))
+        if type(self.direction) is not Direction:
+            object.__setattr__(self, "direction", Direction(self.direction))
+
+    @property
+    def primitive(self) -> Primitive:
+        """The step primitive this sub-step runs (from :data:`LETTERS`)."""
+        primitive = LETTERS[self.letter].primitive(self.direction)
+        if primitive is None:
+            raise ValueError(f"letter {self.letter!r} cannot move {self.direction}: it only {_only(LETTERS[self.letter])}")
+        return primitive
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "letter": self.letter,
-            "model": self.model,
-            "direction": self.direction,
+            "model": None if self.model is None else str(self.model),
+            "direction": str(self.direction),
             "t_from": self.t_from,
             "t_to": self.t_to,
         }
@@ -519,7 +654,13 @@ class Program:
         return ORIGIN if c is None else c.form
 
     def substeps(
-        self, step: int, t: int, num_steps: int, num_train_timesteps: int = 1000
+        self,
+        step: int,
+        t: int,
+        num_steps: int,
+        num_train_timesteps: int = 1000,
+        *,
+        grid: Sequence[int] | None = None,
     ) -> tuple[SubStep, ...]:
         """The zigzag sub-steps of step ``step`` at grid timestep ``t``, in execution order.
 
@@ -534,6 +675,11 @@ class Program:
           denoise letter 1 goes L_0 → L_1; the add-noise letters are those of denoise-first. The chain
           of levels is broken (the latent at t is treated as if at t − Δ by the first sub-step).
 
+        With ``grid``, the N timesteps t_0 > t_1 > … of the standard scheduler (``grid[step] == t``), the
+        sub-steps are aligned to the grid instead (``substeps="grid"``): L_j = t_{step+j}, 0 past the last
+        grid timestep, and U_j = t_{step−j}, T−1 above the first, the clamps of the Δ form. So a zigzag
+        visits the levels the standard steps visit, whatever the grid's spacing and offset.
+
         Empty for an origin step. The standard step that follows is not listed.
         """
         num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
@@ -541,49 +687,91 @@ class Program:
         num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)
         delta = num_train_timesteps // num_steps  # Δ = T // N, the released code's sub-step size
         t = _int_arg("t", t, 0, num_train_timesteps - 1)
-        c = clauses[_int_arg("step", step, 0, num_steps - 1)]
+        step = _int_arg("step", step, 0, num_steps - 1)
+        c = clauses[step]
         if c is None or c.form.is_origin:
             return ()
         form, k = c.form, c.form.length
-        moves: list[tuple[str, str, int, int]] = []  # (letter, direction, t_from, t_to)
+        top = num_train_timesteps - 1
+        if grid is not None:
+            grid = _check_grid(grid, step, t, num_steps, top, k)
+        go, back = Direction.GO, Direction.BACK
+        moves: list[tuple[str, Direction, int, int]] = []  # (letter, direction, t_from, t_to)
         if c.order in (DENOISE_FIRST, ANIMATEDIFF_SWAP):
-            level = [max(0, t - j * delta) for j in range(k + 1)]
-            moves += [(form.denoise[j], "go", level[j], level[j + 1]) for j in range(k)]
-            moves += [(form.noise[j], "back", level[k - j], level[k - j - 1]) for j in range(k)]
+            if grid is None:
+                level = [max(0, t - j * delta) for j in range(k + 1)]
+            else:
+                level = [grid[step + j] if step + j < num_steps else 0 for j in range(k + 1)]
+            moves += [(form.denoise[j], go, level[j], level[j + 1]) for j in range(k)]
+            moves += [(form.noise[j], back, level[k - j], level[k - j - 1]) for j in range(k)]
             if c.order == ANIMATEDIFF_SWAP:  # letters stay in order, their levels trade places
                 (first, _, *levels_0), (second, _, *levels_1) = moves[0], moves[1]
-                moves[0], moves[1] = (first, "go", *levels_1), (second, "go", *levels_0)
+                moves[0], moves[1] = (first, go, *levels_1), (second, go, *levels_0)
         else:
-            top = num_train_timesteps - 1
-            level = [min(top, t + j * delta) for j in range(k + 1)]
-            moves += [(form.noise[j], "back", level[j], level[j + 1]) for j in range(k)]
-            moves += [(form.denoise[j], "go", level[k - j], level[k - j - 1]) for j in range(k)]
+            if grid is None:
+                level = [min(top, t + j * delta) for j in range(k + 1)]
+            else:
+                level = [grid[step - j] if step >= j else top for j in range(k + 1)]
+            moves += [(form.noise[j], back, level[j], level[j + 1]) for j in range(k)]
+            moves += [(form.denoise[j], go, level[k - j], level[k - j - 1]) for j in range(k)]
         return tuple(
-            SubStep(i, letter, _MODEL_OF_LETTER[letter], direction, t_from, t_to)
+            SubStep(i, letter, LETTERS[letter].role, direction, t_from, t_to)
             for i, (letter, direction, t_from, t_to) in enumerate(moves)
         )
 
     def cost(self, num_steps: int, num_frames: int) -> Cost:
         """Network evaluations per generated video for N steps and F frames, CFG doubling included.
 
+        Each letter costs the evaluations :data:`LETTERS` gives it, of its model:
         idm_image_evals = Σ_steps (#I letters) · F · 2 (the IDM sees each frame as one image);
         vdm_clip_evals = Σ_steps (#V letters + 1 standard step) · 2. Sub-steps that clamping makes
         stand still are counted: they still run.
         """
         num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
         num_frames = _int_arg("num_frames", num_frames, 1)
-        letters: dict[int, tuple[int, int]] = {}  # per clause (by id): its I and V letters
-        i_letters = v_letters = 0
+        per_clause: dict[int, tuple[int, int]] = {}  # per clause (by id): its guided IDM and VDM evaluations
+        idm = vdm = 0
         for c in self._clauses_by_step(num_steps):  # validates
             if c is None:
                 continue
-            if id(c) not in letters:
-                both = c.form.noise + c.form.denoise
-                letters[id(c)] = (both.count("I"), both.count("V"))
-            i_count, v_count = letters[id(c)]
-            i_letters += i_count
-            v_letters += v_count
-        return Cost(i_letters * num_frames * 2, (v_letters + num_steps) * 2)
+            counts = per_clause.get(id(c))
+            if counts is None:
+                evaluations = _form_evaluations(c.form)
+                counts = per_clause[id(c)] = (evaluations[Role.IDM], evaluations[Role.VDM])
+            idm += counts[0]
+            vdm += counts[1]
+        vdm += num_steps * STANDARD_STEP_EVALUATIONS
+        return Cost(idm * num_frames * CFG_BATCH, vdm * CFG_BATCH)
+
+
+@functools.lru_cache(maxsize=1024)
+def _form_evaluations(form: Form) -> dict[Role, int]:
+    """The guided evaluations of each model that one zigzag of ``form`` costs (:data:`LETTERS`)."""
+    both = form.noise + form.denoise
+    evaluations = dict.fromkeys(Role, 0)
+    for symbol, letter in LETTERS.items():
+        if letter.role is not None:
+            evaluations[letter.role] += both.count(symbol) * letter.evaluations
+    return evaluations
+
+
+def _check_grid(grid: Sequence[int], step: int, t: int, num_steps: int, top: int, k: int) -> dict[int, int]:
+    """The standard scheduler's timesteps for a grid-aligned plan: N of them, ``grid[step] == t``, and the
+    ones a k-letter zigzag at ``step`` reaches integers in 0..T−1 that do not increase; those, by step."""
+    if isinstance(grid, (str, bytes)) or not hasattr(grid, "__len__") or len(grid) != num_steps:
+        got = f"{len(grid)} values" if hasattr(grid, "__len__") else repr(grid)
+        raise ValueError(f"grid must hold the {num_steps} timesteps of the standard scheduler, one per step; got {_short(got)}")
+    near = {}
+    for m in range(max(0, step - k), min(num_steps, step + k + 1)):
+        value = _as_int(grid[m])
+        if value is None or not 0 <= value <= top:
+            raise ValueError(f"grid timestep {m} must be an int in 0..{top}, got {_short(repr(grid[m]))}")
+        if m - 1 in near and value > near[m - 1]:
+            raise ValueError(f"grid timesteps must not increase, got {near[m - 1]} at step {m - 1} and {value} at step {m}")
+        near[m] = value
+    if near[step] != t:
+        raise ValueError(f"t = {t} is not the grid timestep of step {step} ({near[step]}); give t = grid[step]")
+    return near
 
 
 def _train_timesteps(num_train_timesteps: object, num_steps: int) -> int:
@@ -750,7 +938,7 @@ def _parse_clause(tok: _Tokenizer) -> Clause:
 def _parse_form(tok: _Tokenizer) -> Form:
     """form = "origin" | NOISE "-" DENOISE ;  NOISE = [RIV]+ ;  DENOISE = [IV]+ ;  len(NOISE) == len(DENOISE)"""
     if tok.check("DASH"):
-        tok.error("missing add-noise letters before '-'; expected R, I or V")
+        tok.error(f"missing add-noise letters before '-'; expected {_either(_PHASE_LETTERS[Direction.BACK])}")
     noise = tok.consume("WORD")
     if noise is None:
         tok.error(f"unexpected {tok.next_char()!r}; expected {_FORM_EXPECTED}")
@@ -758,12 +946,12 @@ def _parse_form(tok: _Tokenizer) -> Form:
         return ORIGIN
     if noise.text.lower() == "origin":
         tok.error(f"'{noise.text}' must be written in lower case; expected origin", noise.position)
-    _check_letters(tok, noise, "add-noise", _NOISE_LETTERS)
+    _check_letters(tok, noise, Direction.BACK)
     tok.expect(
         "DASH", f"missing '-' after the add-noise letters {_short(noise.text)}; expected NOISE-DENOISE such as IV-IV"
     )
-    denoise = tok.expect("WORD", "missing denoise letters after '-'; expected I or V")
-    _check_letters(tok, denoise, "denoise", _DENOISE_LETTERS)
+    denoise = tok.expect("WORD", f"missing denoise letters after '-'; expected {_either(_PHASE_LETTERS[Direction.GO])}")
+    _check_letters(tok, denoise, Direction.GO)
     for word, phase in ((noise, "add-noise"), (denoise, "denoise")):
         if len(word.text) > MAX_LETTERS:
             tok.error(
@@ -783,9 +971,10 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _check_letters(tok: _Tokenizer, word: _Token, phase: str, allowed: str) -> None:
-    """Letters are upper case; R only adds noise."""
-    expected = " or ".join([", ".join(allowed[:-1]), allowed[-1]]) if len(allowed) > 1 else allowed
+def _check_letters(tok: _Tokenizer, word: _Token, direction: Direction) -> None:
+    """Letters are upper case, and each one in a phase that allows it (:data:`LETTERS`: R only adds noise)."""
+    allowed, phase = _PHASE_LETTERS[direction], direction.phase
+    expected = _either(allowed)
     for offset, letter in enumerate(word.text):
         column = word.position + offset
         if letter in allowed:
@@ -795,8 +984,11 @@ def _check_letters(tok: _Tokenizer, word: _Token, phase: str, allowed: str) -> N
                 f"lower-case letter '{letter}' in the {phase} phase; letters are upper case: expected {expected}",
                 column,
             )
-        if letter == "R":
-            tok.error(f"letter 'R' in the {phase} phase; expected {expected} (R only adds noise)", column)
+        if letter in LETTERS:
+            tok.error(
+                f"letter '{letter}' in the {phase} phase; expected {expected} ({letter} only {_only(LETTERS[letter])})",
+                column,
+            )
         tok.error(f"unknown letter '{letter}' in the {phase} phase; expected {expected}", column)
 
 
@@ -933,15 +1125,30 @@ def explain(
     num_frames: int,
     num_train_timesteps: int = 1000,
     show_steps: int | None = 3,
+    *,
+    substeps: str = "delta",
+    grid: Sequence[int] | None = None,
+    grid_name: str | None = None,
 ) -> dict[str, Any]:
     """The plan of ``program`` as JSON-ready data: cost, forms per step count, the first steps' sub-steps.
 
-    Timesteps are those of the DDIM "linspace" grid; ``show_steps=None`` lists every step.
+    Timesteps are those of ``grid``, the standard scheduler's timesteps (default: the DDIM "linspace" grid;
+    ``grid_name`` says which grid it is in the text); ``show_steps=None`` lists every step. With
+    ``substeps="grid"`` the sub-steps move to the neighbouring grid timesteps (:meth:`Program.substeps`), and the
+    data say so under ``"substeps"``.
     """
     num_steps, num_frames = _int_arg("num_steps", num_steps, 1, MAX_INDEX), _int_arg("num_frames", num_frames, 1)
     num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)  # before any work that grows with N
+    substeps = check_substeps(substeps)
     cost = program.cost(num_steps, num_frames)  # validates
-    grid = linspace_timesteps(num_steps, num_train_timesteps)
+    if grid is None:
+        grid = linspace_timesteps(num_steps, num_train_timesteps)
+    else:
+        grid = [_int_arg("grid timestep", t, 0, num_train_timesteps - 1) for t in grid]
+        grid_name = grid_name or "the standard scheduler's"
+        if len(grid) != num_steps:
+            raise ValueError(f"grid must hold the {num_steps} timesteps of the standard scheduler, one per step; got {len(grid)}")
+    aligned = grid if substeps == "grid" else None
     delta = num_train_timesteps // num_steps
     shown = num_steps if show_steps is None else _int_arg("show_steps", show_steps, 0)
     forms: dict[str, int] = {}
@@ -960,13 +1167,15 @@ def explain(
                     "t": t,
                     "form": str(form),
                     "order": order,
-                    "substeps": [s.as_dict() for s in program.substeps(i, t, num_steps, num_train_timesteps)],
+                    "substeps": [
+                        s.as_dict() for s in program.substeps(i, t, num_steps, num_train_timesteps, grid=aligned)
+                    ],
                 }
             )
     notes = []
     if any(c.order == ANIMATEDIFF_SWAP for c in program.clauses):
         notes.append(_SWAP_NOTE)
-    return {
+    info = {
         "program": str(program),
         "num_steps": num_steps,
         "num_frames": num_frames,
@@ -978,6 +1187,11 @@ def explain(
         "steps": steps,
         "notes": notes,
     }
+    if substeps != "delta":  # the default plan's data stay as they always were
+        info["substeps"] = substeps
+    if grid_name is not None:
+        info["grid_name"] = grid_name
+    return info
 
 
 _SWAP_NOTE = (
@@ -991,9 +1205,12 @@ def format_explain(info: dict[str, Any]) -> str:
     """``explain``'s data as the text table printed by ``ivmixed explain``."""
     n, cost = info["num_steps"], info["cost"]
     forms = ", ".join(f"{label} on {_count(count, 'step')}" for label, count in info["forms"].items())
+    size = f"sub-step delta = {info['num_train_timesteps']} // {n} = {info['delta']}"
+    if info.get("substeps") == "grid":
+        size = f"sub-steps on the grid (each moves to the neighbouring grid timestep; delta would be {info['delta']})"
     lines = [
         f"program  {info['program']}",
-        f"steps    {n}, frames {info['num_frames']}, sub-step delta = {info['num_train_timesteps']} // {n} = {info['delta']}",
+        f"steps    {n}, frames {info['num_frames']}, {size}",
         f"forms    {forms}",
         f"cost     {cost['idm_image_evals']} IDM image evaluations, {cost['vdm_clip_evals']} VDM clip evaluations"
         " per video (CFG doubling included)",
@@ -1010,5 +1227,5 @@ def format_explain(info: dict[str, Any]) -> str:
                 lines.append(f"{head}  {sub_index:>3}  {sub['letter']:<6}  {model:<5}  {sub['direction']:<9}  {levels}")
                 head = " " * len(head)
             lines.append(f"{head}  std  V       vdm    go         the VDM's standard step from t = {s['t']}")
-        lines.append(f"(the first {len(info['steps'])} of {n} steps; grid: DDIM linspace)")
+        lines.append(f"(the first {len(info['steps'])} of {n} steps; grid: {info.get('grid_name', 'DDIM linspace')})")
     return "\n".join(lines)

@@ -19,11 +19,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .schedules import GuidanceTable
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BackboneSpec",
+    "Defaults",
+    "Preset",
     "Option",
     "BrokenBackbone",
     "PluginError",
@@ -51,6 +56,43 @@ class UnknownBackbone(KeyError):
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named bundle of sampling settings (``--preset NAME``); fields left None keep the backbone's defaults.
+
+    ``zigzag`` is a :class:`~ivmixed.schedules.GuidanceTable` or a function that builds one when the preset is
+    used (``zigzag=released_guidance``): the float32 ramps need torch, which a spec module must not import.
+    """
+
+    program: str | None = None
+    guidance: float | None = None
+    zigzag: GuidanceTable | Callable[[], GuidanceTable] | None = None
+    description: str = ""
+
+    def zigzag_table(self) -> GuidanceTable | None:
+        """The zigzag guidance table of this preset (None: the backbone's default)."""
+        return self.zigzag() if callable(self.zigzag) else self.zigzag
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """A backbone's defaults; every field can be overridden per call.
+
+    Declared once, in the backbone's spec module (:attr:`BackboneSpec.defaults`), which the backbone class reads:
+    the registry knows the default steps and the presets without importing the backbone.
+    """
+
+    height: int
+    width: int
+    frames: int
+    steps: int = 50
+    guidance: float = 7.5
+    program: str = "IV-IV"
+    fps: int = 8  # frame rate of written videos
+    presets: dict[str, Preset] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class Option:
@@ -169,9 +211,13 @@ class BackboneSpec:
         weight_files: for each default model, a file whose presence in the Hugging Face cache shows the
             weights are local (``{"model": "model_index.json"}``); models without an entry count as local.
         size_multiple: height and width must be multiples of this (checked before loading anything).
-        default_steps: the backbone's default number of steps, so program windows are checked before loading.
-        presets: the names of the backbone's presets, so ``--preset NAME`` is checked before loading; None: read
-            them from the factory's class attribute ``defaults`` (importing its module, loading no weights).
+        defaults: the backbone's :class:`Defaults` (size, steps, guidance, program, presets), declared here once
+            for the registry and the backbone class alike; ``default_steps`` and ``presets`` are read off it.
+        default_steps: the backbone's default number of steps, so program windows are checked before loading
+            (set from ``defaults`` when it is given).
+        presets: the names of the backbone's presets, so ``--preset NAME`` is checked before loading (set from
+            ``defaults`` when it is given); None: read them from the factory's class attribute ``defaults``
+            (importing its module, loading no weights).
         prompt_check: ``"module:callable"`` or a callable that raises ``ValueError`` for a prompt the backbone
             cannot read (the toy world's vocabulary); every prompt is checked with it before loading.
         options: the :class:`Option` table of the factory's keyword options (type, range, default, meaning);
@@ -195,8 +241,14 @@ class BackboneSpec:
     prompt_check: str | Callable[[str], Any] | None = None
     options: tuple[Option, ...] = ()
     num_train_timesteps: int = 1000
+    defaults: Defaults | None = None
     distribution: str | None = None  # filled in by discovery
     conflict: str = ""  # filled in by discovery: another distribution registers the same name
+
+    def __post_init__(self):
+        if self.defaults is not None:  # one source: the steps and preset names are the defaults' own
+            object.__setattr__(self, "default_steps", int(self.defaults.steps))
+            object.__setattr__(self, "presets", tuple(self.defaults.presets))
 
     @staticmethod
     def _resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:

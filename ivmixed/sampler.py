@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .errors import NonFiniteLatents, SamplingFailed
 from .guidance import ScoreModel, guided
-from .program import Program, SubStep
+from .program import LETTERS, Direction, Primitive, Program, Role, SubStep, check_substeps
 from .schedules import GuidanceTable
 from .steps import FlowSchedule, NoiseSchedule, add_noise, deterministic_step, fold_frames, unfold_frames
 
@@ -39,8 +39,8 @@ class SubStepEvent:
     step: int
     substep: int
     letter: str
-    model: str | None
-    direction: str
+    model: Role | None
+    direction: Direction
     t_from: int
     t_to: int
     scale: float
@@ -80,6 +80,7 @@ def run_program(
     zigzag: GuidanceTable | None = None,
     generator: torch.Generator | None = None,
     zigzag_schedule: NoiseSchedule | FlowSchedule | None = None,
+    substeps: str = "delta",
     standard_step_on_frames: bool = False,
     callback: Callable[[SubStepEvent], None] | None = None,
     progress: bool = True,
@@ -95,13 +96,16 @@ def run_program(
             ``set_timesteps(num_steps)``; pass a fresh one per run (multistep schedulers keep history).
         latents: initial noise; multiplied by ``scheduler.init_noise_sigma`` as diffusers pipelines do.
         idm_cond, vdm_cond: conditioning for the doubled batch ``[uncond; cond]`` of each model.
-        num_steps: N, the number of standard steps. The zigzag sub-step size is Δ = T // N.
+        num_steps: N, the number of standard steps. The zigzag sub-step size is Δ = T // N (see ``substeps``).
         guidance: ω, the classifier-free guidance scale of the standard step.
         zigzag: guidance ramps of the zigzag sub-steps (default: 4 everywhere).
         generator: the run's generator, for R sub-steps and stochastic standard steps.
         zigzag_schedule: the schedule the zigzag walks on (default: the scheduler's ᾱ table); a
             :class:`~ivmixed.steps.FlowSchedule` for flow-matching models, whose score models return the
             flow velocity and whose levels are floats on its τ axis.
+        substeps: ``"delta"`` (default): each sub-step moves Δ = T // N; ``"grid"``: each moves to the
+            neighbouring timestep of the scheduler's grid (t_i → t_{i+1} → …, 0 past the last one), so that the
+            zigzag visits only levels the standard steps visit (few-step grids, grids with an offset).
         standard_step_on_frames: call ``scheduler.step`` on latents folded to (B·F, C, H, W).
         callback: receives a :class:`SubStepEvent` after every sub-step and standard step.
         progress: show a tqdm progress bar over the steps.
@@ -110,19 +114,23 @@ def run_program(
     An exception raised by a score model, the scheduler or the callback while sampling is re-raised as
     :class:`SamplingFailed` naming the step and sub-step (the original is its ``__cause__``).
     """
+    substeps = check_substeps(substeps)
     schedule = zigzag_schedule or NoiseSchedule.from_scheduler(scheduler)
     scales = (zigzag or GuidanceTable()).build(num_steps)
-    models = {"idm": (idm, idm_cond), "vdm": (vdm, vdm_cond)}
+    models = {Role.IDM: (idm, idm_cond), Role.VDM: (vdm, vdm_cond)}
 
     scheduler.set_timesteps(num_steps, device=latents.device)
     timesteps = [int(t) for t in scheduler.timesteps]
     if isinstance(schedule, FlowSchedule) and hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(0)  # as flow pipelines do: rounded grid timesteps may repeat
     levels = schedule.grid_levels(scheduler)
-    plans = [schedule.substeps(program, i, level, num_steps) for i, level in enumerate(levels)]
+    grid = levels if substeps == "grid" else None
+    plans = [schedule.substeps(program, i, level, num_steps, grid=grid) for i, level in enumerate(levels)]
     step_kwargs = {"generator": generator} if _accepts_generator(scheduler) else {}
-    if idm is None and any(sub.model == "idm" for plan in plans for sub in plan):
-        raise ValueError(f"program {program} uses the image model (letter I) but this backbone has no image model")
+    if idm is None and any(sub.model is Role.IDM for plan in plans for sub in plan):
+        raise ValueError(
+            f"program {program} uses the image model (letter {Role.IDM.letters}) but this backbone has no image model"
+        )
     x = latents * scheduler.init_noise_sigma
 
     for i, t in enumerate(tqdm(timesteps, desc=f"sampling {program}", disable=not progress, leave=False)):
@@ -131,12 +139,13 @@ def run_program(
         try:
             for sub in plan:
                 where = f"sub-step {sub.index} ('{sub.letter}', {sub.direction} {sub.t_from}->{sub.t_to})"
-                if sub.model is None:  # R: fresh Gaussian noise, no model
+                letter = LETTERS[sub.letter]
+                if letter.primitive(sub.direction) is Primitive.ADD_NOISE:  # fresh Gaussian noise, no model
                     scale = 0.0
                     x = add_noise(x, sub.t_from, sub.t_to, schedule, generator)
-                else:
-                    model, cond = models[sub.model]
-                    scale = scales.scale(sub.model, sub.direction, i)
+                else:  # a DDIM move, down (denoise) or up (inversion), with the letter's model
+                    model, cond = models[letter.role]
+                    scale = scales.scale(letter.role, sub.direction, i)
                     out = guided(model, x, schedule.timestep(sub.t_from), cond, scale)
                     x = deterministic_step(out, x, sub.t_from, sub.t_to, schedule)
                 event = SubStepEvent(i, sub.index, sub.letter, sub.model, sub.direction, sub.t_from, sub.t_to, scale)
@@ -154,7 +163,7 @@ def run_program(
             else:
                 x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
             t_next = timesteps[i + 1] if i + 1 < len(timesteps) else 0
-            event = SubStepEvent(i, len(plan), "S", "vdm", "go", t, t_next, float(guidance))
+            event = SubStepEvent(i, len(plan), "S", Role.VDM, Direction.GO, t, t_next, float(guidance))
             if check_finite:
                 _check_finite(x, event)
             if callback is not None:

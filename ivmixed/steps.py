@@ -24,6 +24,7 @@ Nothing here holds state: the noise schedule, the levels and the random generato
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -103,9 +104,13 @@ class NoiseSchedule:
         """The level of each step of a scheduler configured with ``set_timesteps``: its integer timesteps."""
         return [int(t) for t in scheduler.timesteps]
 
-    def substeps(self, program, step: int, t: int, num_steps: int):
-        """The zigzag sub-steps of ``program`` at step ``step`` (:meth:`ivmixed.program.Program.substeps`, Δ = T // N)."""
-        return program.substeps(step, t, num_steps, self.num_train_timesteps)
+    def substeps(self, program, step: int, t: int, num_steps: int, grid: Sequence[int] | None = None):
+        """The zigzag sub-steps of ``program`` at step ``step`` (:meth:`ivmixed.program.Program.substeps`).
+
+        Each moves Δ = T // N; with ``grid`` (the levels of :meth:`grid_levels`) each moves to the neighbouring
+        grid timestep instead (``substeps="grid"``).
+        """
+        return program.substeps(step, t, num_steps, self.num_train_timesteps, grid=grid)
 
 
 @dataclass(frozen=True)
@@ -173,24 +178,38 @@ class FlowSchedule:
         """The level of each step of a flow scheduler configured with ``set_timesteps``, read off its ``sigmas``."""
         return [self.level_of_sigma(float(sigma)) for sigma in scheduler.sigmas[: len(scheduler.timesteps)]]
 
-    def substeps(self, program, step: int, level: float, num_steps: int):
+    def substeps(self, program, step: int, level: float, num_steps: int, grid: Sequence[float] | None = None):
         """The zigzag sub-steps of ``program`` at step ``step`` from ``level``, with float levels on the τ axis.
 
         The letters, models, directions and their order are the program's own
         (:meth:`ivmixed.program.Program.substeps`); each "go" letter moves Δ = T // N down the τ axis and each
-        "back" letter Δ up, levels clamped to [0, T], exactly as the integer plan of the ᾱ table.
+        "back" letter Δ up, levels clamped to [0, T], exactly as the integer plan of the ᾱ table. With ``grid``
+        (the N levels of :meth:`grid_levels`, ``grid[step] == level``) each letter moves to the neighbouring grid
+        level instead: "go" from grid[m] to grid[m + 1] (0 past the last), "back" to grid[m − 1] (T above the first).
         """
         from dataclasses import replace
+
+        from .program import Direction
 
         plan = program.substeps(step, 0, num_steps, self.num_train_timesteps)
         delta = self.num_train_timesteps // num_steps
         top = float(self.num_train_timesteps)
+        if grid is not None:
+            grid = [float(g) for g in grid]
+            if len(grid) != num_steps or grid[step] != float(level):
+                raise ValueError(f"grid must hold the {num_steps} levels of the standard scheduler with grid[{step}] == {level!r}")
+
+        def at(offset: int) -> float:
+            if grid is None:
+                return min(top, max(0.0, level + offset * delta))
+            m = step - offset  # "go" (offset − 1) is one grid step further on
+            return 0.0 if m >= num_steps else (top if m < 0 else grid[m])
+
         offset, out = 0, []
         for sub in plan:
-            t_from = min(top, max(0.0, level + offset * delta))
-            offset += -1 if sub.direction == "go" else 1
-            t_to = min(top, max(0.0, level + offset * delta))
-            out.append(replace(sub, t_from=t_from, t_to=t_to))
+            t_from = at(offset)
+            offset += -1 if sub.direction == Direction.GO else 1
+            out.append(replace(sub, t_from=t_from, t_to=at(offset)))
         return tuple(out)
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 from .program import AllSteps, Clause, Program, Window, parse
+from .stats import mean_ci95, t_quantile_975
 
 __all__ = [
     "PAPER_FORMS",
@@ -46,31 +47,9 @@ DISTRIBUTION_METRICS = ("energy_distance", "spread_ratio")
 #: the forms compared in the paper (Fig. 2 and the form list of the task), in that order
 PAPER_FORMS = ("origin", "R-I", "RR-II", "R-V", "RR-VV", "I-I", "II-II", "V-V", "VV-VV", "IV-IV", "VI-VI", "II-VV")
 
-# t_{0.975, df} for df = 1..30; beyond 30 the normal quantile is within 2% of it
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)
-
-
-def t_quantile_975(df: int) -> float:
-    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (table to 30, then 1.96)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
-
-
 def summarise(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     """(mean, half-width of the 95% interval) of per-run values; None entries (undefined metrics) are skipped."""
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not xs:
-        return None, None
-    mean = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return mean, None
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return mean, t_quantile_975(len(xs) - 1) * math.sqrt(var / len(xs))
+    return mean_ci95([float(v) for v in values if v is not None and not math.isnan(float(v))])
 
 
 def _seeds(seeds: int | Iterable[int]) -> list[int]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ivmixed
-from ivmixed.backbones._diffusers import MissingWeights, parse_loras, resolve_device, resolve_dtype
+from ivmixed.backbones.diffusers import MissingWeights, parse_loras, resolve_device, resolve_dtype
 from ivmixed.backbones.base import IncompatibleModels
 from ivmixed.cli import main
 

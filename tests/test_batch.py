@@ -327,6 +327,42 @@ def test_cli_batch_dry_run_and_resume(tmp_path, capsys):
     assert (result["generated"], result["skipped"], result["ok"]) == (4, 8, True)
 
 
+def test_cli_json_prompt_files_with_a_dimension_filter(tmp_path, capsys):
+    """A JSON array named by --prompts-format (its suffix says nothing), filtered by --dimension as VBench's full-info
+    file is: the ids stay the records' positions in the whole file; a UMT-style array takes its ids from a key."""
+    records = [
+        {"prompt_en": PROMPTS[0], "dimension": ["color", "scene"]},
+        {"prompt_en": PROMPTS[1], "dimension": ["scene"]},
+        {"prompt_en": PROMPTS[2], "dimension": ["color"]},
+    ]
+    info = tmp_path / "full_info.data"
+    info.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")  # record n on line n + 1
+    out = tmp_path / "out"
+    argv = ["batch", str(info), "--prompts-format", "json", "--programs", "origin", "--out", str(out), "--format", "npy", "--quiet", *SMALL_ARGS]
+    assert main([*argv, "--dimension", "color"]) == 0
+    assert sorted(read_index(out)) == ["origin/00001-0", "origin/00003-0"]
+    manifest = json.loads((out / "origin" / "00003-0.npy.json").read_text())
+    assert manifest["prompts"] == [PROMPTS[2]] and manifest["batch"]["prompt_source"] == f"{info}:4"
+    assert main([*argv, "--dimension", "scene", "--dry-run"]) == 0  # the same folder: item 00001 is finished
+    assert capsys.readouterr().out == f"{out}: 2 items × 1 programs × 1 seeds = 2 videos; 1 finished, 1 to do\n"
+
+    assert main([*argv, "--dimension", "motion", "--dry-run"]) == 2
+    assert capsys.readouterr().err == f"ivmixed batch: error: {info}: no prompt has the dimension 'motion'; the dimensions are: color, scene\n"
+    assert main(["batch", str(info), "--programs", "origin", "--out", str(tmp_path / "o"), "--dimension", "color"]) == 2  # suffix says nothing
+    assert "unknown prompt file type '.data'" in capsys.readouterr().err
+    text = prompt_file(tmp_path, 2)
+    assert main(["batch", str(text), "--programs", "origin", "--out", str(tmp_path / "o"), "--dimension", "color"]) == 2
+    assert "a .txt prompt file has no dimension lists" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+    umt = tmp_path / "chronomagic_umt.json"
+    umt.write_text(json.dumps([{"caption_id": 7, "video": "a.mp4", "caption": PROMPTS[3]}]))
+    assert main(["batch", str(umt), "--id-column", "caption_id", "--programs", "origin", "--out", str(tmp_path / "umt"), "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["planned"] == 1
+    assert main(["batch", str(umt), "--id-column", "caption_id", "--programs", "origin", "--out", str(tmp_path / "umt"), "--format", "npy", "--quiet", *SMALL_ARGS]) == 0
+    assert list(read_index(tmp_path / "umt")) == ["origin/7-0"]
+
+
 def test_cli_prompt_file_errors_come_before_any_model_loads(tmp_path, monkeypatch, capsys):
     from ivmixed.registry import BackboneSpec
 

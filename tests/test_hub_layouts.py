@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import ivmixed
-from ivmixed.backbones._diffusers import MissingWeights, UnsafeWeights
+from ivmixed.backbones.diffusers import MissingWeights, UnsafeWeights
 from ivmixed.cli import main
 from ivmixed.registry import get_spec
 from ivmixed.testing import hub_cache
@@ -239,19 +239,15 @@ class _Planned(Exception):
 
 def _plan(name: str, dtype: torch.dtype, monkeypatch) -> dict:
     """The variants the backbone chooses for its default ids under ``dtype`` (fp16 stands for a CUDA run), stopping before any weight loads."""
-    import ivmixed.backbones._animatediff_impl as ad
-    import ivmixed.backbones._modelscope_impl as ms
-    import ivmixed_videocrafter2.backbone as vc2
+    from ivmixed.backbones.diffusers import template
 
-    for module in (ad, ms, vc2):
-        monkeypatch.setattr(module, "resolve_dtype", lambda requested, device: dtype)
-    for cls in (ad.AnimateDiffBackbone, ms.ModelScopeBackbone):
-        real = cls._plan
+    monkeypatch.setattr(template, "resolve_dtype", lambda requested, device: dtype)
+    real = template.DiffusersBackbone.plan
 
-        def stop(self, *args, _real=real):
-            raise _Planned(_real(self, *args))
+    def stop(self, *args):
+        raise _Planned(real(self, *args))
 
-        monkeypatch.setattr(cls, "_plan", stop)
+    monkeypatch.setattr(template.DiffusersBackbone, "plan", stop)
     with pytest.raises(_Planned) as info:
         ivmixed.load(name, device="cpu")
     return info.value.args[0]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..guidance import ImageOnVideo
-from ._diffusers import Location, explain_load_error, load_kwargs, require_json
+from .diffusers import Location, explain_load_error, load_kwargs, require_json
 from .base import IncompatibleModels
 
 __all__ = ["QwenImageModel", "QwenImageScore", "check_latent_normalisation"]

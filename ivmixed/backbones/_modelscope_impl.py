@@ -3,54 +3,17 @@
 Unlike ``animatediff``, the IDM here has its own text encoder (SD1.5's CLIP-L; ModelScope's is 1024-wide
 OpenCLIP-H), and it sees the frame latents resized (nearest) to its own sample size — 64×64 for SD1.5,
 whatever the video size — as in the released code. ``image_latent_size`` changes that target; 0 turns the
-resize off. Loading follows the same three stages as ``animatediff`` (find, check configs, load).
+resize off. Loading is the kit's template (:class:`~ivmixed.backbones.diffusers.DiffusersBackbone`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from ..guidance import ImageOnVideo
-from ..schedules import released_guidance
-from ..steps import NoiseSchedule
-from ._diffusers import (
-    DDIM_OVERRIDES,
-    DiffusersBackbone,
-    ModelRequest,
-    NearestResized,
-    UNetScore,
-    apply_loras,
-    check_pair,
-    encode_prompt_pair,
-    explain_load_error,
-    load_kwargs,
-    parse_loras,
-    plan_weights,
-    resolve_device,
-    resolve_dtype,
-    require_json,
-    resolve_models,
-    to_device,
-)
-from .base import Conditioning, Defaults, Preset
-from .modelscope import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL
+from .diffusers import DiffusersBackbone, ModelRequest, PairConfigs, read_pipeline_configs
+from .modelscope import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, DEFAULTS, SPEC
 
 __all__ = ["ModelScopeBackbone", "DEFAULTS"]
-
-logger = logging.getLogger(__name__)
-
-REFERENCE = Preset(
-    program="IV-IV",
-    guidance=7.5,
-    zigzag=released_guidance(),
-    description="what the released IV-mixed ModelScope pipeline computes: denoise-first IV-IV on every step "
-    "(I at t, V at t−Δ, I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag guidance ±4.000000953674316 (the released "
-    "float32 Karras ramp), ω 7.5, the image model on "
-    "latents resized (nearest) to its sample size",
-)
-
-DEFAULTS = Defaults(height=256, width=256, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
 
 
 class ModelScopeBackbone(DiffusersBackbone):
@@ -74,8 +37,8 @@ class ModelScopeBackbone(DiffusersBackbone):
         decode_chunk_size: frames decoded by the VAE at a time.
     """
 
-    name = "modelscope"
-    defaults = DEFAULTS
+    name = SPEC.name
+    defaults = SPEC.defaults
     standard_step_on_frames = True  # TextToVideoSDPipeline steps the scheduler on (B·F, C, h, w)
 
     def __init__(
@@ -94,98 +57,43 @@ class ModelScopeBackbone(DiffusersBackbone):
         image_model_revision: str | None = None,
         decode_chunk_size: int = 16,
     ):
-        # 0. arguments that need no file
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.loras = parse_loras(image_loras, allow_pickle=allow_pickle)
-        self.decode_chunk_size = int(decode_chunk_size)
-        self.allow_pickle = allow_pickle
         if image_latent_size is not None and (not isinstance(image_latent_size, int) or image_latent_size < 0):
             raise ValueError(f"--image-latent-size must be a non-negative integer (0: no resize), got {image_latent_size!r}")
-
-        # 1. find both models, no network when cached
-        self.locations = resolve_models(
-            self.name,
-            [
-                ModelRequest("model", model, "video model (TextToVideoSDPipeline)", revision=revision),
-                ModelRequest("image_model", image_model, "image model (SD1.5 pipeline with its text encoder)", revision=image_model_revision),
-            ],
+        self.requested_latent_size = image_latent_size
+        self.models = {"model": (model, revision), "image_model": (image_model, image_model_revision)}
+        super().__init__(
+            device=device,
+            dtype=dtype,
             allow_pickle=allow_pickle,
+            image_loras=image_loras,
+            decode_chunk_size=decode_chunk_size,
+            variants={"model": variant, "image_model": image_variant},
         )
-        video, image = self.locations["model"], self.locations["image_model"]
 
-        # 2. configs only: check the pair before any weight loads
-        vdm_unet, vdm_scheduler, idm_unet, idm_scheduler = self._check_configs(video, "unet/config.json", video, image)
-        if image_latent_size is None:
-            size = idm_unet.get("sample_size", 64)
+    # -- the template's hooks ---------------------------------------------------------------------------
+
+    def requests(self) -> list[ModelRequest]:
+        (model, revision), (image_model, image_revision) = self.models["model"], self.models["image_model"]
+        return [
+            ModelRequest("model", model, "video model (TextToVideoSDPipeline)", revision=revision),
+            ModelRequest("image_model", image_model, "image model (SD1.5 pipeline with its text encoder)", revision=image_revision),
+        ]
+
+    def read_configs(self) -> PairConfigs:
+        video = self.locations["model"]
+        configs = read_pipeline_configs(video, "unet/config.json", video, self.locations["image_model"])
+        if self.requested_latent_size is None:
+            size = configs.idm_unet.get("sample_size", 64)
             self.image_latent_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
         else:
-            self.image_latent_size = None if image_latent_size == 0 else (image_latent_size, image_latent_size)
-        prediction = vdm_scheduler.get("prediction_type", "epsilon")
-        image_prediction = (idm_scheduler or {}).get("prediction_type", "epsilon")
-        if prediction != "epsilon":  # the adapter converts to ε, so the standard step must read ε too
-            self.scheduler_overrides = {**DDIM_OVERRIDES, "prediction_type": "epsilon"}
+            size = self.requested_latent_size
+            self.image_latent_size = None if size == 0 else (size, size)
+        return configs
 
-        # 3. which weight files: variants and the pickle check, still before any weight loads
-        self.variants = self._plan(
-            {"model": ("unet", "vae", "text_encoder"), "image_model": ("unet", "text_encoder")},
-            {"model": variant, "image_model": image_variant},
-        )
+    def weight_folders(self) -> dict[str, tuple[str, ...]]:
+        return {"model": ("unet", "vae", "text_encoder"), "image_model": ("unet", "text_encoder")}
 
-        # 4. weights
-        self._load()
-        schedule = NoiseSchedule.from_scheduler(self.make_scheduler())
-        self.vdm = UNetScore(self.unet, schedule=schedule, prediction_type=prediction, repeat_cond=False)
-        image_score = UNetScore(self.image_unet, schedule=schedule, prediction_type=image_prediction, repeat_cond=True)
-        if self.image_latent_size is not None:
-            image_score = NearestResized(image_score, self.image_latent_size)
-        self.idm = ImageOnVideo(image_score)
-
-    def _check_configs(self, unet_at, unet_config: str, parts, image) -> tuple[dict, dict, dict, dict | None]:
-        """Read the configs of both models (no weights) and refuse a pair that cannot be mixed.
-
-        ``unet_at``/``unet_config`` locate the video UNet's config, ``parts`` the folder with the video model's
-        scheduler, VAE and text encoder, ``image`` the SD-layout image pipeline. Sets the scheduler config, the
-        latent channels and the VAE factor; returns the video UNet's and scheduler's configs and the image
-        UNet's and scheduler's.
-        """
-        vdm_unet = require_json(unet_at, unet_config)
-        vdm_scheduler = require_json(parts, "scheduler/scheduler_config.json")
-        vdm_vae = require_json(parts, "vae/config.json")
-        require_json(parts, "text_encoder/config.json")
-        idm_unet = require_json(image, "unet/config.json")
-        require_json(image, "text_encoder/config.json")
-        idm_scheduler = image.read_json("scheduler/scheduler_config.json")
-        check_pair(
-            idm_unet=idm_unet,
-            vdm_unet=vdm_unet,
-            vdm_scheduler=vdm_scheduler,
-            idm_scheduler=idm_scheduler,
-            vdm_vae=vdm_vae,
-            idm_vae=image.read_json("vae/config.json"),
-            idm_name=f"image model {image.source}",
-            vdm_name=f"video model {unet_at.source}",
-        )
-        self.scheduler_config = vdm_scheduler
-        self.latent_channels = int(vdm_unet["in_channels"])
-        self.vae_scale_factor = 2 ** (len(vdm_vae["block_out_channels"]) - 1)
-        return vdm_unet, vdm_scheduler, idm_unet, idm_scheduler
-
-    def _plan(self, subfolders: dict[str, tuple[str, ...]], requested: dict[str, str | None]) -> dict[str, str | None]:
-        """The weight variant of each model (see :func:`~ivmixed.backbones._diffusers.plan_weights`), before anything loads."""
-        return {
-            option: plan_weights(
-                self.locations[option], folders, requested.get(option), dtype=self.dtype, allow_pickle=self.allow_pickle
-            )
-            for option, folders in subfolders.items()
-        }
-
-    def _kwargs(self, option: str) -> dict[str, Any]:
-        return load_kwargs(
-            self.dtype, allow_pickle=self.allow_pickle, variant=self.variants.get(option), location=self.locations[option]
-        )
-
-    def _load(self) -> None:
+    def load(self) -> None:
         from diffusers.utils import logging as diffusers_logging
 
         try:
@@ -193,48 +101,17 @@ class ModelScopeBackbone(DiffusersBackbone):
         except ImportError as exc:  # pragma: no cover - removed from a future diffusers
             raise ImportError(f"this diffusers has no TextToVideoSDPipeline, which the modelscope backbone needs: {exc}") from exc
 
-        video, image = self.locations["model"], self.locations["image_model"]
-        logger.info("loading model=%s, image_model=%s on %s", video.describe(), image.describe(), self.device)
-        kwargs = self._kwargs("model")
         verbosity = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()  # the pipeline class warns that it is deprecated; we only borrow its loader
         try:
-            pipe = TextToVideoSDPipeline.from_pretrained(video.path, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise explain_load_error(exc, video, allow_pickle=self.allow_pickle) from exc
+            with self.loading("model") as kwargs:
+                pipe = TextToVideoSDPipeline.from_pretrained(self.locations["model"].path, **kwargs)
         finally:
             diffusers_logging.set_verbosity(verbosity)
         self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         del pipe
-
-        self._load_image_pipeline()
-        to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
-
-    def _load_image_pipeline(self) -> None:
-        """The IDM with its own text encoder and tokenizer, from an SD-layout pipeline folder, with its LoRAs."""
-        import transformers
-        from diffusers import UNet2DConditionModel
-
-        image = self.locations["image_model"]
-        kwargs = self._kwargs("image_model")
-        text_class_name = ((image.read_json("text_encoder/config.json") or {}).get("architectures") or ["CLIPTextModel"])[0]
-        text_class = getattr(transformers, text_class_name, transformers.CLIPTextModel)
-        try:
-            self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder="unet", **kwargs)
-            self.image_text_encoder = text_class.from_pretrained(image.path, subfolder="text_encoder", **kwargs)
-            self.image_tokenizer = transformers.AutoTokenizer.from_pretrained(image.path, subfolder="tokenizer")
-        except (OSError, ValueError) as exc:
-            raise explain_load_error(exc, image, allow_pickle=self.allow_pickle) from exc
-        apply_loras(self.image_unet, self.loras, allow_pickle=self.allow_pickle)
-
-    def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
-        # each model reads its own text encoder's embeddings, as in the released code
-        return Conditioning(
-            idm=encode_prompt_pair(self.image_tokenizer, self.image_text_encoder, prompts, negative_prompts, self.device),
-            vdm=encode_prompt_pair(self.tokenizer, self.text_encoder, prompts, negative_prompts, self.device),
-            prompts=list(prompts),
-            negative_prompts=list(negative_prompts),
-        )
+        self.load_image_pipeline()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "image_latent_size": list(self.image_latent_size) if self.image_latent_size else None}
+

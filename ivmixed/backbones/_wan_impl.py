@@ -23,7 +23,7 @@ import torch
 
 from ..checks import check_request
 from ..steps import FlowSchedule
-from ._diffusers import (
+from .diffusers import (
     DiffusersBackbone,
     ModelRequest,
     explain_load_error,
@@ -232,7 +232,7 @@ class WanBackbone(DiffusersBackbone):
         import diffusers
 
         from ..steps import FlowSchedule as _FlowSchedule
-        from ._diffusers import peek_json
+        from .diffusers import peek_json
         from ._flow import explain_flow, format_flow_explain
 
         model_id = model or DEFAULT_MODELS.get(size, DEFAULT_MODELS["1.3B"])

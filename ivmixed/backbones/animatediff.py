@@ -2,17 +2,31 @@
 
 This module stays free of torch and diffusers so that ``ivmixed list`` reads the spec without importing
 anything heavy; the backbone itself is :class:`ivmixed.backbones._animatediff_impl.AnimateDiffBackbone`,
-imported on first load. Model ids live here, as defaults, and nowhere in the sampling code.
+imported on first load. Model ids and the sampling defaults (:data:`DEFAULTS`, the ``reference`` preset) live
+here, and nowhere in the sampling code.
 """
 
 from __future__ import annotations
 
-from ..registry import BackboneSpec, Option
+from ..registry import BackboneSpec, Defaults, Option, Preset
+from ..schedules import released_guidance
 
 #: the paper's models (reference-code-notes §3)
 DEFAULT_MODEL = "SG161222/Realistic_Vision_V5.1_noVAE"
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-3"
 DEFAULT_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+REFERENCE = Preset(
+    program="IV-IV:ad",
+    guidance=7.5,
+    zigzag=released_guidance,
+    description="what the released AnimateDiff IV-mixed pipeline computes: IV-IV on every step with its first two "
+    "sub-steps swapped (I at t−Δ → t−2Δ, then V at t → t−Δ; then I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag "
+    "guidance ±4.000000953674316 (its float32 Karras ramp), ω 7.5. The default IV-IV runs the level-consistent "
+    "order t → t−Δ → t−2Δ instead",
+)
+
+DEFAULTS = Defaults(height=512, width=512, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
 
 INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; LoRA also needs peft (pip install 'ivmixed[lora]')."
 
@@ -52,4 +66,5 @@ SPEC = BackboneSpec(
     prefers_cuda=True,
     size_multiple=8,
     options=OPTIONS,
+    defaults=DEFAULTS,
 )

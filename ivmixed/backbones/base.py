@@ -17,7 +17,8 @@ import torch
 
 from ..checks import check_request
 from ..guidance import ScoreModel
-from ..program import Program, parse
+from ..program import Program, check_substeps, parse
+from ..registry import Defaults, Preset
 from ..schedules import GuidanceTable
 from ..steps import NoiseSchedule
 
@@ -26,30 +27,6 @@ __all__ = ["Backbone", "Conditioning", "Defaults", "Preset", "Video", "Incompati
 
 class IncompatibleModels(ValueError):
     """The IDM and the VDM cannot be mixed: different latent spaces or different noise tables."""
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named bundle of sampling settings (``--preset NAME``); fields left None keep the backbone's defaults."""
-
-    program: str | None = None
-    guidance: float | None = None
-    zigzag: GuidanceTable | None = None
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """A backbone's defaults; every field can be overridden per call."""
-
-    height: int
-    width: int
-    frames: int
-    steps: int = 50
-    guidance: float = 7.5
-    program: str = "IV-IV"
-    fps: int = 8  # frame rate of written videos
-    presets: dict[str, Preset] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +107,7 @@ class Backbone(abc.ABC):
         width: int | None = None,
         guidance: float | None = None,
         zigzag: GuidanceTable | float | None = None,
+        substeps: str = "delta",
         negative_prompt: str | Sequence[str] | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | None = None,
@@ -149,6 +127,8 @@ class Backbone(abc.ABC):
             steps, frames, height, width: sampling steps and video size (default: the backbone's).
             guidance: ω of the standard step.
             zigzag: guidance of the zigzag sub-steps, a :class:`~ivmixed.schedules.GuidanceTable` or one number for all four.
+            substeps: ``"delta"`` (sub-steps of Δ = T // N) or ``"grid"`` (to the neighbouring grid timesteps), see
+                :func:`~ivmixed.sampler.run_program`.
             negative_prompt: one negative prompt for all, or one per prompt.
             num_videos_per_prompt: videos per prompt; all are drawn from the one generator.
             generator: use this generator instead of ``seed``.
@@ -167,7 +147,7 @@ class Backbone(abc.ABC):
             chosen = d.presets[preset]
             program = chosen.program if program is None else program
             guidance = chosen.guidance if guidance is None else guidance
-            zigzag = chosen.zigzag if zigzag is None else zigzag
+            zigzag = chosen.zigzag_table() if zigzag is None else zigzag
         prog = parse(program) if isinstance(program, str) else (program or parse(d.program))
         steps = d.steps if steps is None else steps
         frames = d.frames if frames is None else frames
@@ -194,6 +174,7 @@ class Backbone(abc.ABC):
         self.check_request(frames=frames, height=height, width=width, steps=steps)
         check_request(guidance=guidance)
         prog.validate(steps)
+        check_substeps(substeps)
 
         # diffusers' order: each prompt repeated num_videos_per_prompt times, consecutively
         prompts = [p for p in prompts for _ in range(num_videos_per_prompt)]
@@ -223,6 +204,7 @@ class Backbone(abc.ABC):
             zigzag=zigzag,
             generator=generator,
             zigzag_schedule=self.zigzag_schedule(),
+            substeps=substeps,
             standard_step_on_frames=self.standard_step_on_frames,
             callback=callback,
             progress=progress,
@@ -244,6 +226,7 @@ class Backbone(abc.ABC):
                 "width": width,
                 "guidance": guidance,
                 "zigzag_guidance": zigzag.as_dict(),
+                "substeps": substeps,
                 "num_videos_per_prompt": num_videos_per_prompt,
                 "preset": preset,
             },

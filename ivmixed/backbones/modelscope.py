@@ -2,17 +2,31 @@
 
 This module stays free of torch and diffusers so that ``ivmixed list`` reads the spec without importing
 anything heavy; the backbone itself is :class:`ivmixed.backbones._modelscope_impl.ModelScopeBackbone`,
-imported on first load. Model ids live here, as defaults, and nowhere in the sampling code.
+imported on first load. Model ids and the sampling defaults (:data:`DEFAULTS`, the ``reference`` preset) live
+here, and nowhere in the sampling code.
 """
 
 from __future__ import annotations
 
-from ..registry import BackboneSpec, Option
+from ..registry import BackboneSpec, Defaults, Option, Preset
+from ..schedules import released_guidance
 from .animatediff import LOADER_OPTIONS
 
 #: the paper's models (reference-code-notes §3)
 DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
 DEFAULT_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+REFERENCE = Preset(
+    program="IV-IV",
+    guidance=7.5,
+    zigzag=released_guidance,
+    description="what the released IV-mixed ModelScope pipeline computes: denoise-first IV-IV on every step "
+    "(I at t, V at t−Δ, I⁻¹ at t−2Δ, V⁻¹ at t−Δ; Δ = T // N), zigzag guidance ±4.000000953674316 (the released "
+    "float32 Karras ramp), ω 7.5, the image model on "
+    "latents resized (nearest) to its sample size",
+)
+
+DEFAULTS = Defaults(height=256, width=256, frames=16, steps=50, guidance=7.5, program="IV-IV", fps=8, presets={"reference": REFERENCE})
 
 INSTALL_HINT = "pip install 'ivmixed' brings torch, diffusers and transformers; LoRA also needs peft (pip install 'ivmixed[lora]')."
 
@@ -39,4 +53,5 @@ SPEC = BackboneSpec(
     prefers_cuda=True,
     size_multiple=8,
     options=OPTIONS,
+    defaults=DEFAULTS,
 )

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from ..guidance import ImageOnVideo
-from ._diffusers import resolve_device
+from .diffusers.devices import resolve_device
 from .base import Backbone, Conditioning, Defaults
 
 __all__ = [

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..checks import check_request
 from ..errors import quoted
-from ..program import InvalidProgram, Program, parse
+from ..program import SUBSTEP_SIZES, InvalidProgram, Program, parse
 from ..registry import BackboneSpec, UnknownBackbone, get_spec
 from ..schedules import Ramp
 
@@ -48,6 +48,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, program: bool = True) 
     g.add_argument("--height", type=int, help="height in pixels (default: the backbone's)")
     g.add_argument("--width", type=int, help="width in pixels (default: the backbone's)")
     g.add_argument("--guidance", type=float, help="guidance scale ω of the standard step (default: the backbone's)")
+    add_substeps_argument(g)
     g.add_argument("--negative-prompt", help="negative prompt for every video")
     g.add_argument("--num-videos", type=int, default=1, help="videos per prompt (default: 1)")
     z = p.add_argument_group(
@@ -67,6 +68,15 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, program: bool = True) 
         "--back-sign", choices=["-", "+"], default="-",
         help="sign of the back (inversion) sub-steps' guidance: - (default, ε_u − γ_back·(ε_c − ε_u)) "
         "or + (ε_u + γ_back·(ε_c − ε_u), the flipped-sign experiment)",
+    )
+
+
+def add_substeps_argument(g) -> None:
+    """``--substeps {delta,grid}``: the sub-step size of the zigzags (argparse refuses any other value)."""
+    g.add_argument(
+        "--substeps", choices=SUBSTEP_SIZES, default="delta",
+        help="how far each zigzag sub-step moves: delta (default), T // N whatever the grid; grid, to the "
+        "neighbouring timestep of the standard scheduler's grid (for few-step grids such as 999, 749, 499, 249)",
     )
 
 
@@ -205,6 +215,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "width": args.width,
         "guidance": args.guidance,
         "zigzag": zigzag_table(args),
+        "substeps": getattr(args, "substeps", "delta"),
         "negative_prompt": args.negative_prompt,
     }
 

@@ -13,7 +13,7 @@ import shlex
 import sys
 
 from ..batch import BATCH_FORMATS, SEED_MODES, batch_status, run_batch
-from ..prompts import read_prompts
+from ..prompts import FORMATS, read_prompts
 from ._common import add_backbone_arguments, add_sampling_arguments, backbone_options, parse_programs, precheck, resolve_spec, sampling_kwargs
 
 EPILOG = """examples:
@@ -43,11 +43,22 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("prompts", metavar="PROMPTS", help="prompt file: .txt (one prompt a line), .csv, .tsv or .jsonl")
+    p.add_argument(
+        "prompts", metavar="PROMPTS", help="prompt file: .txt (one prompt a line), .csv, .tsv, .jsonl (one object a line) or .json (an array)"
+    )
     g = p.add_argument_group("prompt file")
-    g.add_argument("--prompt-column", metavar="COL", help="column/key of the prompt (default: prompt, caption, text or sentence)")
+    g.add_argument(
+        "--prompt-column", metavar="COL", help="column/key of the prompt (default: prompt, caption, text or sentence; in JSON also prompt_en)"
+    )
     g.add_argument("--id-column", metavar="COL", help="column/key of the item id that names the files (default: item number 00001, …)")
-    g.add_argument("--prompts-format", choices=["txt", "csv", "tsv", "jsonl"], help="format of PROMPTS when its suffix does not say")
+    g.add_argument(
+        "--prompts-format", choices=tuple(dict.fromkeys(FORMATS.values())), help="format of PROMPTS when its suffix does not say"
+    )
+    g.add_argument(
+        "--dimension",
+        metavar="NAME",
+        help="JSON prompt files: only the records whose 'dimension' list holds NAME (VBench_full_info.json); ids stay their positions in the whole file",
+    )
     g.add_argument("--limit", type=int, metavar="N", help="only the first N prompt items")
     g = p.add_argument_group("videos")
     g.add_argument("--programs", required=True, metavar="P1,P2,…", help="programs, comma-separated, e.g. origin,IV-IV")
@@ -82,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.backbone)
     programs = parse_programs(args.programs)
     precheck(spec, args, programs)
-    items = read_prompts(args.prompts, prompt_column=args.prompt_column, id_column=args.id_column, format=args.prompts_format)
+    items = read_prompts(
+        args.prompts, prompt_column=args.prompt_column, id_column=args.id_column, format=args.prompts_format, dimension=args.dimension
+    )
     common = dict(
         programs=programs, seeds=args.seeds, seed=args.seed, seed_mode=args.seed_mode, format=args.format, limit=args.limit,
         backbone=args.backbone, backbone_options=backbone_options(args), new_run=args.new_run, shard=args.shard,

@@ -7,6 +7,7 @@ import json
 
 from ..checks import check_request
 from ..program import explain, format_explain, parse
+from ._common import add_substeps_argument
 
 
 def parse_program_text(text: str):
@@ -22,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per video (default: 16)")
     p.add_argument("--train-timesteps", type=int, default=1000, help="T of the noise schedule (default: 1000)")
     p.add_argument("--show-steps", type=int, default=3, help="how many steps of the plan to show (default: 3)")
+    add_substeps_argument(p)
     p.add_argument(
         "--backbone",
         default=None,
@@ -46,10 +48,18 @@ def run(args: argparse.Namespace) -> int:
     program.validate(args.steps)
     planner = _backbone_planner(args.backbone)
     if planner is not None:
+        if args.substeps != "delta":
+            raise ValueError(
+                f"--substeps {args.substeps}: `ivmixed explain --backbone {args.backbone}` shows the plan on the backbone's "
+                "own schedule with sub-steps of delta only; leave out --backbone to see the grid-aligned plan on the DDIM grid"
+            )
         info, text = planner(program, num_steps=args.steps, num_frames=args.frames, show_steps=args.show_steps)
         print(json.dumps(info, indent=2) if args.json else text)
         return 0
-    info = explain(program, args.steps, args.frames, num_train_timesteps=args.train_timesteps, show_steps=args.show_steps)
+    info = explain(
+        program, args.steps, args.frames, num_train_timesteps=args.train_timesteps, show_steps=args.show_steps,
+        substeps=args.substeps,
+    )
     print(json.dumps(info, indent=2) if args.json else format_explain(info))
     return 0
 

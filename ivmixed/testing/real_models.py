@@ -441,12 +441,12 @@ def evaluate(name: str, module: torch.nn.Module, inputs: dict[str, torch.Tensor]
     Denoisers run as the backbones run them: an SD1.5 UNet frame by frame behind
     :class:`~ivmixed.guidance.ImageOnVideo` (embeddings repeated per frame), the AnimateDiff motion UNet with
     embeddings repeated per frame, the 3-D UNets on the clip (VideoCrafter2 with ``fps=24``), each wrapped
-    in :class:`~ivmixed.backbones._diffusers.UNetScore` at timestep 500. SDXL UNets also get
+    in :class:`~ivmixed.backbones.diffusers.UNetScore` at timestep 500. SDXL UNets also get
     ``added_cond_kwargs`` (pooled embedding and time ids): one row per clip for the motion UNet (it repeats
     them per frame itself), one per frame for the image UNet. Text encoders encode the prompt pair (their
     last hidden states); the VAE decodes the frames.
     """
-    from ..backbones._diffusers import UNetScore
+    from ..backbones.diffusers import UNetScore
     from ..guidance import ImageOnVideo
 
     kind = MODELS[name].kind

@@ -1,65 +1,46 @@
 """The ``videocrafter2`` backbone: VideoCrafter2 as the VDM, an SD1.5-architecture pipeline as the IDM.
 
-Everything but the model pairing comes from ivmixed: locating weights, the latent-space check, loading
-with safetensors, LoRA on the image model, prompt encoding and decoding (``ivmixed.backbones._diffusers``),
-and the ModelScope backbone's two-text-encoder conditioning, which VideoCrafter2 shares. What is
-VideoCrafter2's own:
+Built on ivmixed's public backbone kit (:mod:`ivmixed.backbones.diffusers`): locating weights, the latent-space
+check, loading with safetensors, LoRA on the image model, prompt encoding and decoding all come from there.
+What is VideoCrafter2's own:
 
 - the video UNet is :class:`~ivmixed_videocrafter2.unet.VideoCrafter2UNet` (fps conditioning, ``fps=24``
-  by default as in the released runs), loaded from its own repository, while the text encoder, tokenizer,
-  VAE and scheduler config come from a zeroscope-layout pipeline (``components``);
+  by default as in the released runs, passed with each prompt's conditioning), loaded from its own repository,
+  while the text encoder, tokenizer, VAE and scheduler config come from a zeroscope-layout pipeline (``components``);
+- the image model has its own text encoder, as ModelScope's does, and runs at the video latent size (no resize);
 - the standard step is SDE-DPM-Solver++ (second order, multistep), stepped on frames (B·F, C, h, w) with
   the run's generator; its history carries across steps while the zigzag changes the latent in between,
   as in the released code; the zigzag sub-steps are DDIM moves on the same ᾱ table;
-- ω = 9 and the default program ``IV-IV+VV-VV@i%3=2`` (the released ``zz = 3`` rule);
-- the image model runs at the video latent size (no resize).
+- ω = 9 and the default program ``IV-IV+VV-VV@i%3=2`` (the released ``zz = 3`` rule), declared in :mod:`.spec`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ivmixed.backbones._diffusers import (
+from ivmixed.backbones.base import Conditioning
+from ivmixed.backbones.diffusers import (
+    DiffusersBackbone,
     ModelRequest,
-    UNetScore,
+    PairConfigs,
+    UNetCond,
     ddim_scheduler,
-    explain_load_error,
-    parse_loras,
-    resolve_device,
-    resolve_dtype,
-    resolve_models,
-    to_device,
+    load_text_encoder,
+    read_pipeline_configs,
 )
-from ivmixed.backbones._modelscope_impl import ModelScopeBackbone
-from ivmixed.backbones.base import Defaults, Preset
-from ivmixed.guidance import ImageOnVideo
-from ivmixed.schedules import released_guidance
 from ivmixed.steps import NoiseSchedule
 
-from .spec import DEFAULT_COMPONENTS, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, PINNED_REVISIONS
+from .spec import DEFAULT_COMPONENTS, DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, DEFAULTS, PINNED_REVISIONS, RECIPE, SPEC
 from .unet import DEFAULT_FPS
 
 __all__ = ["VideoCrafter2Backbone", "DEFAULTS", "RECIPE"]
-
-#: IV-IV on every step but VV-VV where i % 3 == 2 (the released ``zz = 3`` switch)
-RECIPE = "IV-IV+VV-VV@i%3=2"
-
-REFERENCE = Preset(
-    program=RECIPE,
-    guidance=9.0,
-    zigzag=released_guidance(),
-    description="what the released VideoCrafter2 pipeline computes: denoise-first zigzags of size Δ = T // N on every "
-    "step, IV-IV but VV-VV where i % 3 == 2, zigzag guidance ±4.000000953674316 (the released float32 Karras ramp), "
-    "ω 9, SDE-DPM-Solver++ standard steps",
-)
-
-DEFAULTS = Defaults(height=512, width=512, frames=16, steps=50, guidance=9.0, program=RECIPE, fps=8, presets={"reference": REFERENCE})
 
 #: the released standard step: ``DPMSolverMultistepScheduler.from_config(zeroscope, algorithm_type="sde-dpmsolver++")``
 DPM_OVERRIDES = {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}
 
 
-class VideoCrafter2Backbone(ModelScopeBackbone):
+class VideoCrafter2Backbone(DiffusersBackbone):
     """VideoCrafter2 + an SD1.5-architecture image model, loaded once; call :meth:`generate` as often as you like.
 
     Args:
@@ -78,8 +59,8 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         device, dtype, allow_pickle, decode_chunk_size: as for the other diffusers backbones.
     """
 
-    name = "videocrafter2"
-    defaults = DEFAULTS
+    name = SPEC.name
+    defaults = SPEC.defaults
     standard_step_on_frames = True  # the released pipeline steps DPM-Solver on (B·F, C, h, w)
 
     def __init__(
@@ -101,85 +82,71 @@ class VideoCrafter2Backbone(ModelScopeBackbone):
         image_variant: str | None = None,
         decode_chunk_size: int = 16,
     ):
-        # 0. arguments that need no file
         if not isinstance(fps, (int, float)) or fps <= 0:
             raise ValueError(f"fps (the frame rate VideoCrafter2 is conditioned on) must be a positive number, got {fps!r}")
         self.fps_condition = fps
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.loras = parse_loras(image_loras, allow_pickle=allow_pickle)
-        self.decode_chunk_size = int(decode_chunk_size)
-        self.allow_pickle = allow_pickle
-        self.image_latent_size = None
 
-        # 1. find the three models, no network when cached
         def pinned(value: str, given: str | None) -> str | None:
             return given if given is not None else PINNED_REVISIONS.get(str(value))
 
-        self.locations = resolve_models(
-            self.name,
-            [
-                ModelRequest("model", model, "VideoCrafter2 UNet", markers=("config.json", "unet/config.json"), revision=pinned(model, revision)),
-                ModelRequest(
-                    "components",
-                    components,
-                    "text encoder, tokenizer and VAE (zeroscope-layout pipeline)",
-                    revision=pinned(components, components_revision),
-                ),
-                ModelRequest(
-                    "image_model",
-                    image_model,
-                    "image model (SD1.5-architecture pipeline with its text encoder)",
-                    revision=pinned(image_model, image_model_revision),
-                ),
-            ],
+        self.models = {
+            "model": (model, pinned(model, revision)),
+            "components": (components, pinned(components, components_revision)),
+            "image_model": (image_model, pinned(image_model, image_model_revision)),
+        }
+        super().__init__(
+            device=device,
+            dtype=dtype,
             allow_pickle=allow_pickle,
+            image_loras=image_loras,
+            decode_chunk_size=decode_chunk_size,
+            variants={"model": variant, "components": components_variant, "image_model": image_variant},
         )
-        unet_at, parts, image = self.locations["model"], self.locations["components"], self.locations["image_model"]
-        self.unet_subfolder = "unet" if unet_at.read_json("unet/config.json") is not None else None
 
-        # 2. configs only: check the pair before any weight loads
+    # -- the kit's hooks --------------------------------------------------------------------------------
+
+    def requests(self) -> list[ModelRequest]:
+        (model, revision), (components, components_revision), (image, image_revision) = self.models.values()
+        return [
+            ModelRequest("model", model, "VideoCrafter2 UNet", markers=("config.json", "unet/config.json"), revision=revision),
+            ModelRequest("components", components, "text encoder, tokenizer and VAE (zeroscope-layout pipeline)", revision=components_revision),
+            ModelRequest("image_model", image, "image model (SD1.5-architecture pipeline with its text encoder)", revision=image_revision),
+        ]
+
+    def read_configs(self) -> PairConfigs:
+        unet_at, parts = self.locations["model"], self.locations["components"]
+        self.unet_subfolder = "unet" if unet_at.read_json("unet/config.json") is not None else None
         unet_config = "unet/config.json" if self.unet_subfolder else "config.json"
-        _, vdm_scheduler, _, idm_scheduler = self._check_configs(unet_at, unet_config, parts, image)
-        if vdm_scheduler.get("prediction_type", "epsilon") != "epsilon":
+        configs = read_pipeline_configs(unet_at, unet_config, parts, self.locations["image_model"])
+        if configs.vdm_scheduler.get("prediction_type", "epsilon") != "epsilon":
             raise ValueError(
-                f"the scheduler of {parts.source} says prediction_type={vdm_scheduler['prediction_type']!r}; "
+                f"the scheduler of {parts.source} says prediction_type={configs.vdm_scheduler['prediction_type']!r}; "
                 "VideoCrafter2 predicts epsilon — is this a zeroscope-layout pipeline?"
             )
+        return configs
 
-        # 3. which weight files: variants and the pickle check, still before any weight loads
-        self.variants = self._plan(
-            {"model": (self.unet_subfolder or "",), "components": ("vae", "text_encoder"), "image_model": ("unet", "text_encoder")},
-            {"model": variant, "components": components_variant, "image_model": image_variant},
-        )
+    def weight_folders(self) -> dict[str, tuple[str, ...]]:
+        return {"model": (self.unet_subfolder or "",), "components": ("vae", "text_encoder"), "image_model": ("unet", "text_encoder")}
 
-        # 4. weights
-        self._load_videocrafter2()
-        schedule = NoiseSchedule.from_scheduler(ddim_scheduler(self.scheduler_config))
-        self.vdm = UNetScore(self.unet, schedule=schedule, call_kwargs={"fps": self.fps_condition})
-        image_prediction = (idm_scheduler or {}).get("prediction_type", "epsilon")  # converted to ε in the adapter
-        self.idm = ImageOnVideo(UNetScore(self.image_unet, schedule=schedule, prediction_type=image_prediction, repeat_cond=True))
-
-    def _load_videocrafter2(self) -> None:
-        import transformers
+    def load(self) -> None:
         from diffusers import AutoencoderKL
 
         from .unet import VideoCrafter2UNet
 
-        unet_at, parts = self.locations["model"], self.locations["components"]
-        try:
-            self.unet = VideoCrafter2UNet.from_pretrained(unet_at.path, subfolder=self.unet_subfolder, **self._kwargs("model"))
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise explain_load_error(exc, unet_at, allow_pickle=self.allow_pickle) from exc
-        try:
-            kwargs = self._kwargs("components")
+        with self.loading("model") as kwargs:
+            self.unet = VideoCrafter2UNet.from_pretrained(self.locations["model"].path, subfolder=self.unet_subfolder, **kwargs)
+        parts = self.locations["components"]
+        with self.loading("components") as kwargs:
             self.vae = AutoencoderKL.from_pretrained(parts.path, subfolder="vae", **kwargs)
-            self.text_encoder = transformers.CLIPTextModel.from_pretrained(parts.path, subfolder="text_encoder", **kwargs)
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(parts.path, subfolder="tokenizer")
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise explain_load_error(exc, parts, allow_pickle=self.allow_pickle) from exc
-        self._load_image_pipeline()
-        to_device(self.unet, self.vae, self.text_encoder, self.image_unet, self.image_text_encoder, device=self.device)
+            self.text_encoder, self.tokenizer = load_text_encoder(parts, **kwargs)
+        self.load_image_pipeline()
+
+    # -- the Backbone interface -------------------------------------------------------------------------
+
+    def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
+        # each model reads its own text encoder's embeddings; the video UNet also reads the frame rate
+        conditioning = super().encode(prompts, negative_prompts)
+        return dataclasses.replace(conditioning, vdm=UNetCond(conditioning.vdm, extra={"fps": self.fps_condition}))
 
     def make_scheduler(self):
         from diffusers import DPMSolverMultistepScheduler
