@@ -185,20 +185,6 @@ def _build_sdxl(folder: Path, seed: int) -> None:
         tiny.write_tiny_tokenizer(folder / name)
 
 
-def _build_motion_adapter_sdxl(folder: Path, seed: int) -> None:
-    from diffusers import MotionAdapter
-
-    torch.manual_seed(seed)
-    MotionAdapter(  # the tiny SDXL UNet's two blocks; no mid block, like the SDXL beta adapter
-        block_out_channels=(8, 16),
-        motion_layers_per_block=1,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=4,
-        motion_max_seq_length=32,
-        use_motion_mid_block=False,
-    ).save_pretrained(str(folder))
-
-
 def _build_lightning(folder: Path, seed: int) -> None:
     """AnimateDiff-Lightning's single files: each an fp16 state dict of a (tiny) default-shaped MotionAdapter,
     a different one per step count (they are different distillations)."""
@@ -226,7 +212,7 @@ _BUILDERS = {
     "motion_adapter": _build_motion_adapter,
     "videocrafter2_unet": _build_videocrafter2_unet,
     "sdxl": _build_sdxl,
-    "motion_adapter_sdxl": _build_motion_adapter_sdxl,
+    "motion_adapter_sdxl": _build_motion_adapter,  # two blocks of the tiny SDXL UNet's widths, no mid block, like the beta
     "lightning": _build_lightning,
     "animatelcm": _build_animatelcm,
 }
