@@ -27,7 +27,23 @@ from ivmixed.testing import hub_cache
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 LAYOUTS_FILE = Path(__file__).parent / "data" / "hub_layouts.json"
-BACKBONES = ["animatediff", "modelscope", "videocrafter2"]
+
+
+def _declared_backbones() -> set[str]:
+    """The backbone entry points this checkout's pyproject.toml declares (what an install of it registers)."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    return set(project["entry-points"]["ivmixed.backbones"])
+
+
+#: the SDXL and few-step families: covered wherever this checkout declares them (and then they must be installed)
+FAMILY_BACKBONES = [name for name in ("animatediff-sdxl", "animatediff-lightning", "animatelcm") if name in _declared_backbones()]
+BACKBONES = ["animatediff", "modelscope", "videocrafter2", *FAMILY_BACKBONES]
+
+
+def _declared(name: str):
+    return pytest.mark.skipif(name not in FAMILY_BACKBONES, reason=f"pyproject.toml declares no {name} backbone")
 TINY_RUN = ["--program", "IV-IV", "--frames", "2", "--height", "32", "--width", "32", "--steps", "2", "--quiet"]
 
 
@@ -179,14 +195,47 @@ def test_epicrealism_has_no_fp16_files(use_cache):
 # -- the first run, defaults only ---------------------------------------------------------------------------------
 
 
+def _architecture_options(name: str, tmp_path: Path) -> list[str]:
+    """The one option a tiny cache needs: AnimateDiff-Lightning's files carry no config, so the backbone builds
+    diffusers' default (full-size) MotionAdapter for them; the tiny files need the tiny architecture instead."""
+    if name != "animatediff-lightning":
+        return []
+    from ivmixed.testing import tiny
+
+    return ["-o", f"motion_module_config={tiny.save_motion_adapter_config(tmp_path / 'lightning-architecture')}"]
+
+
 @pytest.mark.parametrize("name", BACKBONES)
 def test_default_ids_no_path_options_generate(name, use_cache, tmp_path):
     out = tmp_path / f"{name}.npy"
-    assert main(["generate", "--backbone", name, "--out", str(out), *TINY_RUN]) == 0
+    assert main(["generate", "--backbone", name, "--out", str(out), *_architecture_options(name, tmp_path), *TINY_RUN]) == 0
     frames = __import__("numpy").load(out)
     assert frames.shape == (2, 32, 32, 3)
     manifest = _manifest(out)
-    assert manifest["models"] == get_spec(name).default_models
+    defaults = get_spec(name).default_models
+    assert {option: manifest["models"][option] for option in defaults} == defaults
+    for option, model_id in defaults.items():  # each read from its repository's snapshot in the cache
+        assert manifest["model_paths"][option].startswith(str(hub_cache.repo_folder(use_cache, model_id)))
+
+
+@_declared("animatediff-lightning")
+def test_lightning_reads_the_4_step_file_and_its_default_architecture_is_the_full_size_one(use_cache, tmp_path, capsys):
+    out = tmp_path / "lightning.npy"
+    # without the tiny architecture: diffusers' MotionAdapter() shape, which the tiny 4-step file does not fit
+    assert main(["generate", "--backbone", "animatediff-lightning", "--out", str(out), *TINY_RUN]) == 2
+    err = capsys.readouterr().err
+    assert "animatediff_lightning_4step_diffusers.safetensors" in err and str(hub_cache.repo_folder(use_cache, LIGHTNING)) in err
+    assert "MotionAdapter" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@_declared("animatelcm")
+def test_animatelcm_loads_its_lora_from_the_adapter_repository(use_cache, tmp_path):
+    out = tmp_path / "lcm.npy"
+    assert main(["generate", "--backbone", "animatelcm", "--out", str(out), *TINY_RUN]) == 0
+    manifest = _manifest(out)
+    assert manifest["models"]["lcm_lora"] == ANIMATELCM
+    assert manifest["model_paths"]["lcm_lora"].startswith(str(hub_cache.repo_folder(use_cache, ANIMATELCM)))
 
 
 def test_videocrafter2_defaults_load_the_safetensors_revisions_without_allow_pickle(use_cache):
@@ -237,7 +286,7 @@ class _Planned(Exception):
     pass
 
 
-def _plan(name: str, dtype: torch.dtype, monkeypatch) -> dict:
+def _plan(name: str, dtype: torch.dtype, monkeypatch, **options) -> dict:
     """The variants the backbone chooses for its default ids under ``dtype`` (fp16 stands for a CUDA run), stopping before any weight loads."""
     from ivmixed.backbones.diffusers import template
 
@@ -249,17 +298,30 @@ def _plan(name: str, dtype: torch.dtype, monkeypatch) -> dict:
 
     monkeypatch.setattr(template.DiffusersBackbone, "plan", stop)
     with pytest.raises(_Planned) as info:
-        ivmixed.load(name, device="cpu")
+        ivmixed.load(name, device="cpu", **options)
     return info.value.args[0]
 
 
-def test_fp16_by_default_only_where_the_repository_publishes_it(use_cache, monkeypatch):
+def test_fp16_by_default_only_where_the_repository_publishes_it(use_cache, monkeypatch, tmp_path):
+    from ivmixed.testing import tiny
+
     # Realistic Vision V5.1 has no fp16 files, its motion adapter and SD1.5 have them: chosen apart
     assert _plan("animatediff", torch.float16, monkeypatch) == {"model": None, "motion_adapter": "fp16", "image_model": "fp16"}
     assert _plan("modelscope", torch.float16, monkeypatch) == {"model": "fp16", "image_model": "fp16"}
     assert _plan("videocrafter2", torch.float16, monkeypatch) == {"model": None, "components": None, "image_model": None}
+    # SDXL base and its adapter publish fp16 files for everything; epiCRealism none, AnimateLCM's adapter has them
+    if "animatediff-sdxl" in BACKBONES:
+        assert _plan("animatediff-sdxl", torch.float16, monkeypatch) == {"model": "fp16", "motion_adapter": "fp16", "image_model": "fp16"}
+    if "animatelcm" in BACKBONES:
+        assert _plan("animatelcm", torch.float16, monkeypatch) == {"model": None, "motion_adapter": "fp16", "image_model": "fp16"}
+    lightning = {}
+    if "animatediff-lightning" in BACKBONES:
+        lightning = {"motion_module_config": str(tiny.save_motion_adapter_config(tmp_path / "lightning-architecture"))}
+        # the Lightning file is one fp16 state dict, outside the variant plan; its base is epiCRealism
+        assert _plan("animatediff-lightning", torch.float16, monkeypatch, **lightning) == {"model": None, "image_model": "fp16"}
     for name in BACKBONES:  # fp32 (the CPU default) loads the plain files
-        assert set(_plan(name, torch.float32, monkeypatch).values()) == {None}
+        options = lightning if name == "animatediff-lightning" else {}
+        assert set(_plan(name, torch.float32, monkeypatch, **options).values()) == {None}
 
 
 def test_a_variant_the_repository_lacks_is_refused_before_loading(use_cache, tmp_path, capsys):

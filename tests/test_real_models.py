@@ -196,3 +196,34 @@ def test_gpu_benchmark_tiny_json_has_every_field(capsys):
         assert run["iv_iv_over_origin"] == pytest.approx(run["iv_iv"]["wall_s"] / run["origin"]["wall_s"])
         assert (run["frames"], run["height"], run["width"], run["steps"]) == gpu.TINY[run["backbone"]]
     assert gpu.PAPER == {"animatediff": (16, 512, 512, 50), "modelscope": (16, 256, 256, 50), "videocrafter2": (16, 320, 512, 50)}
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_full_size_benchmark_skips_what_does_not_fit_with_the_reason(capsys, monkeypatch):
+    full_size = _benchmark("full_size")
+    monkeypatch.setattr(full_size.subprocess, "run", lambda *a, **k: pytest.fail("a network was built although it does not fit"))
+    assert full_size.main(["--models", "animatediff_sdxl_motion_unet,sdxl_unet", "--json", "--memory-limit-gb", "11"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    motion, unet = report["models"]
+    # the motion UNet is assembled from the image UNet and the adapter: two fp32 copies of 2.80 B values + margin
+    assert motion["parameters"] == 2_804_601_284
+    assert motion["estimated_peak_bytes"] == 2 * 4 * 2_804_601_284 + full_size.MARGIN_BYTES > 24 * 2**30 - 2e9
+    assert "built twice" in motion["skipped"] and "over the 11.0 GB limit (--memory-limit-gb)" in motion["skipped"]
+    # the SDXL UNet alone needs 10.3 GB of weights + margin: over 11 GB as well, and its published sizes are reported
+    assert unet["estimated_peak_bytes"] == 4 * 2_567_463_684 + full_size.MARGIN_BYTES
+    assert {row["file"] for row in unet["published_weights"]} == {
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+    }
+    assert "skipped animatediff_sdxl_motion_unet" in captured.err
+    assert report["settings"]["memory_limit_from"] == "--memory-limit-gb"

@@ -185,10 +185,6 @@ def _build_sdxl(folder: Path, seed: int) -> None:
         tiny.write_tiny_tokenizer(folder / name)
 
 
-#: the tiny SDXL UNet has the same two blocks (8, 16) and, like the SDXL beta adapter, no motion mid block
-_build_motion_adapter_sdxl = _build_motion_adapter
-
-
 def _build_lightning(folder: Path, seed: int) -> None:
     """AnimateDiff-Lightning's single files: each an fp16 state dict of a (tiny) default-shaped MotionAdapter,
     a different one per step count (they are different distillations)."""
@@ -216,7 +212,7 @@ _BUILDERS = {
     "motion_adapter": _build_motion_adapter,
     "videocrafter2_unet": _build_videocrafter2_unet,
     "sdxl": _build_sdxl,
-    "motion_adapter_sdxl": _build_motion_adapter_sdxl,
+    "motion_adapter_sdxl": _build_motion_adapter,  # two blocks of the tiny SDXL UNet's widths, no mid block, like the beta
     "lightning": _build_lightning,
     "animatelcm": _build_animatelcm,
 }

@@ -446,7 +446,7 @@ def evaluate(name: str, module: torch.nn.Module, inputs: dict[str, torch.Tensor]
     them per frame itself), one per frame for the image UNet. Text encoders encode the prompt pair (their
     last hidden states); the VAE decodes the frames.
     """
-    from ..backbones.diffusers import UNetScore
+    from ..backbones.diffusers import UNetCond, UNetScore
     from ..guidance import ImageOnVideo
 
     kind = MODELS[name].kind
@@ -455,14 +455,17 @@ def evaluate(name: str, module: torch.nn.Module, inputs: dict[str, torch.Tensor]
             return module(inputs["tokens"]).last_hidden_state
         if kind == "vae":
             return module.decode(inputs["latents"]).sample
-    added = None
+    cond, fixed = inputs["cond"], None
     if "text_embeds" in inputs:
-        reps = inputs["x"].shape[2] if kind == "unet2d" else 1
-        added = {"added_cond_kwargs": {k: inputs[k].repeat_interleave(reps, dim=0) for k in ("text_embeds", "time_ids")}}
+        added = {k: inputs[k] for k in ("text_embeds", "time_ids")}
+        if kind == "unet2d":  # one row per clip, repeated per frame with the embeddings by UNetScore
+            cond = UNetCond(encoder_hidden_states=inputs["cond"], added_cond_kwargs=added)
+        else:  # the motion UNet repeats its time embedding per frame itself
+            fixed = {"added_cond_kwargs": added}
     if kind == "unet2d":
-        score = ImageOnVideo(UNetScore(module, repeat_cond=True, call_kwargs=added))
+        score = ImageOnVideo(UNetScore(module, repeat_cond=True))
     elif kind == "motion_unet":
-        score = UNetScore(module, repeat_cond=True, call_kwargs=added)
+        score = UNetScore(module, repeat_cond=True, call_kwargs=fixed)
     else:
         score = UNetScore(module, call_kwargs={"fps": 24} if MODELS[name].config.get("fps_cond") else None)
-    return score(inputs["x"], 500, inputs["cond"])
+    return score(inputs["x"], 500, cond)
