@@ -103,86 +103,14 @@ def _build_videocrafter2_unet(folder: Path, seed: int) -> None:
     unet.save_pretrained(str(folder))
 
 
-#: the tiny SDXL's text widths: two encoders of 32 concatenated (768 + 1280 in the real model)
-SDXL_TEXT_DIM = tiny.TEXT_DIM
-SDXL_TIME_EMBED_DIM = 8  # addition_time_embed_dim (256 in the real model)
-
-
 def _build_sdxl(folder: Path, seed: int) -> None:
-    """A tiny ``StableDiffusionXLPipeline`` folder: two text encoders (the second with projection), pooled
-    embeddings and time ids feeding the UNet's ``text_time`` embedding, a VAE with SDXL's scaling factor."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    """A tiny ``StableDiffusionXLPipeline`` folder in the base repository's layout (the one the SDXL tests use)."""
+    tiny.save_sdxl(folder, seed=seed)
 
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=4,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        cross_attention_dim=2 * SDXL_TEXT_DIM,
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
-        projection_class_embeddings_input_dim=6 * SDXL_TIME_EMBED_DIM + SDXL_TEXT_DIM,
-        norm_num_groups=4,
-    ).eval()
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-        scaling_factor=0.13025,
-        force_upcast=True,
-    ).eval()
-    second = CLIPTextModelWithProjection(
-        CLIPTextConfig(
-            vocab_size=128,
-            hidden_size=SDXL_TEXT_DIM,
-            intermediate_size=2 * SDXL_TEXT_DIM,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=tiny.MAX_TOKENS,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            projection_dim=SDXL_TEXT_DIM,
-            hidden_act="gelu",
-        )
-    ).eval()
-    scheduler = EulerDiscreteScheduler(  # the values of SDXL base's scheduler/scheduler_config.json
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="epsilon",
-        interpolation_type="linear",
-        use_karras_sigmas=False,
-        timestep_spacing="leading",
-        steps_offset=1,
-    )
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=tiny.tiny_text_encoder(SDXL_TEXT_DIM, seed),
-        text_encoder_2=second,
-        tokenizer=tiny.tiny_tokenizer(),
-        tokenizer_2=tiny.tiny_tokenizer(),
-        unet=unet,
-        scheduler=scheduler,
-    )
-    pipe.save_pretrained(str(folder))
-    for name in ("tokenizer", "tokenizer_2"):  # vocab.json + merges.txt, as the real repository has them
-        shutil.rmtree(folder / name)
-        tiny.write_tiny_tokenizer(folder / name)
+
+def _build_motion_adapter_sdxl(folder: Path, seed: int) -> None:
+    """The tiny SDXL motion adapter: two blocks of the tiny SDXL UNet's widths, no mid block, like the beta."""
+    tiny.save_sdxl_motion_adapter(folder, seed=seed)
 
 
 def _build_lightning(folder: Path, seed: int) -> None:
@@ -212,7 +140,7 @@ _BUILDERS = {
     "motion_adapter": _build_motion_adapter,
     "videocrafter2_unet": _build_videocrafter2_unet,
     "sdxl": _build_sdxl,
-    "motion_adapter_sdxl": _build_motion_adapter,  # two blocks of the tiny SDXL UNet's widths, no mid block, like the beta
+    "motion_adapter_sdxl": _build_motion_adapter_sdxl,
     "lightning": _build_lightning,
     "animatelcm": _build_animatelcm,
 }
