@@ -230,13 +230,12 @@ def _may_see(package: str, owner: str) -> bool:
 
 
 def _private_imports(root: Path) -> list[str]:
-    """Imports of a private module or name of ivmixed or the plugin from a package that may not see it (a sibling, another distribution)."""
+    """Imports of a private module or name from a package that may not see it: a sibling, another distribution, a
+    library (diffusers' private helpers change without notice)."""
     found = []
     for path in sorted(root.rglob("*.py")):
         package = ".".join(path.relative_to(root.parent).parts[:-1])
         for module, names in _imports(path, package):
-            if module.split(".")[0] not in {"ivmixed", "ivmixed_videocrafter2"}:
-                continue
             pieces = module.split(".")
             for i, piece in enumerate(pieces):  # a private module may be imported from its own package only
                 if piece.startswith("_") and not piece.startswith("__") and not _may_see(package, ".".join(pieces[:i])):
@@ -254,8 +253,23 @@ def test_no_module_imports_a_private_name_of_another_package():
 def test_the_private_import_check_can_fail(tmp_path):
     bad = tmp_path / "ivmixed_videocrafter2"
     bad.mkdir()
-    (bad / "backbone.py").write_text("from ivmixed.backbones._modelscope_impl import ModelScopeBackbone\nfrom ivmixed.backbones.base import _x\n")
-    assert len(_private_imports(bad)) == 2
+    (bad / "backbone.py").write_text(
+        "from ivmixed.backbones._modelscope_impl import ModelScopeBackbone\nfrom ivmixed.backbones.base import _x\n"
+        "from diffusers.utils.deprecation_utils import _resolve_dtype\nimport torch._dynamo\n"
+    )
+    assert len(_private_imports(bad)) == 4
+
+
+def test_the_dtype_keyword_follows_the_diffusers_release(monkeypatch):
+    import importlib.metadata
+
+    from ivmixed.backbones.diffusers import dtype_keyword
+
+    assert dtype_keyword() == "dtype"  # the pinned diffusers (constraints.txt) is 0.40 or later
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.39.0")
+    assert dtype_keyword() == "torch_dtype"
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.40.0.dev0")
+    assert dtype_keyword() == "torch_dtype"  # a pre-release of 0.40 is not yet 0.40
 
 
 def test_every_public_name_of_the_kit_is_exported():

@@ -69,13 +69,17 @@ def dtype_name(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
 
 
+#: the first diffusers release whose ``from_pretrained`` takes ``dtype`` (``torch_dtype`` is deprecated from then on)
+DTYPE_KEYWORD_SINCE = "0.40.0"
+
+
 def dtype_keyword() -> str:
-    """The name diffusers' ``from_pretrained`` uses for the dtype: ``dtype`` in recent releases, ``torch_dtype`` before."""
-    try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401 - present where ``dtype`` is the name
-    except ImportError:
-        return "torch_dtype"
-    return "dtype"
+    """The name diffusers' ``from_pretrained`` uses for the dtype: ``dtype`` from 0.40.0, ``torch_dtype`` before."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    return "dtype" if Version(version("diffusers")) >= Version(DTYPE_KEYWORD_SINCE) else "torch_dtype"
 
 
 def load_kwargs(
