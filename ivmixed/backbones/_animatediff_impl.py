@@ -54,13 +54,24 @@ class AnimateDiffBackbone(DiffusersBackbone):
     defaults = SPEC.defaults
     standard_step_on_frames = False
     video_cond_per_frame = True  # UNetMotionModel takes one embedding row per frame (diffusers >= 0.31)
+    #: what a subclass for another base family (``animatediff-sdxl``) changes: the family and its UNets in messages,
+    #: the saved pipeline class, the base's folders that load, the default adapter and image model
+    family = "AnimateDiff"
+    unet_kind = "SD1.5"
+    adapter_label = "motion adapter"
+    pipeline_class_name = "AnimateDiffPipeline"
+    base_folders: tuple[str, ...] = ("unet", "text_encoder")
+    default_motion_adapter = DEFAULT_MOTION_ADAPTER
+    default_image_model = DEFAULT_IMAGE_MODEL
+    #: ``preset="reference"`` decodes as the released AnimateDiff pipeline does (:meth:`decode_released`)
+    released_decode = True
 
     def __init__(
         self,
         *,
         model: str = DEFAULT_MODEL,
         motion_adapter: str | None = None,
-        image_model: str = DEFAULT_IMAGE_MODEL,
+        image_model: str | None = DEFAULT_IMAGE_MODEL,
         image_model_config: str | None = None,
         vae: str | None = None,
         variant: str | None = None,
@@ -80,27 +91,32 @@ class AnimateDiffBackbone(DiffusersBackbone):
 
     def requests(self) -> list[ModelRequest]:
         models, revisions = self.models, self.revisions
-        model, image_model, image_model_config = models["model"], models["image_model"], models["image_model_config"]
+        model, image_model, image_revision = models["model"], models["image_model"], revisions["image_model"]
         index = peek_json(model, "model_index.json", revisions["model"]) or {}
-        is_pipeline = index.get("_class_name") == "AnimateDiffPipeline"
-        requests = [ModelRequest("model", model, "video model (SD1.5 base or saved AnimateDiffPipeline)", revision=revisions["model"])]
+        is_pipeline = index.get("_class_name") == self.pipeline_class_name
+        if image_model is None:  # the base's own UNet at the base's revision; beside a saved pipeline, the default image model
+            image_model, image_revision = (self.default_image_model, image_revision) if is_pipeline else (model, image_revision or revisions["model"])
+        requests = [
+            ModelRequest("model", model, f"video model ({self.unet_kind} base or saved {self.pipeline_class_name})", revision=revisions["model"])
+        ]
         if models["motion_adapter"] is not None or not is_pipeline:
-            adapter = models["motion_adapter"] or DEFAULT_MOTION_ADAPTER
-            requests.append(ModelRequest("motion_adapter", adapter, "motion adapter", ("config.json",), revision=revisions["motion_adapter"]))
+            adapter = models["motion_adapter"] or self.default_motion_adapter
+            requests.append(ModelRequest("motion_adapter", adapter, self.adapter_label, ("config.json",), revision=revisions["motion_adapter"]))
         requests.append(
             ModelRequest(
                 "image_model",
                 image_model,
-                "image model (SD1.5 UNet)",
+                f"image model ({self.unet_kind} UNet)",
                 ("unet/config.json", "config.json"),
                 single_file=True,
-                revision=revisions["image_model"],
+                revision=image_revision,
             )
         )
+        image_model_config = models["image_model_config"]
         image_is_file = os.path.isfile(os.path.expanduser(str(image_model)))
         base_unet = peek_json(model, "unet/config.json", revisions["model"]) or {}
         if image_is_file and image_model_config is None and base_unet.get("_class_name") != "UNet2DConditionModel":
-            image_model_config = DEFAULT_IMAGE_MODEL
+            image_model_config = self.default_image_model  # a saved pipeline's UNet config is the motion UNet's
         if image_is_file and image_model_config is not None:
             requests.append(ModelRequest("image_model_config", image_model_config, "image model config", ("unet/config.json", "config.json")))
         if models["vae"] is not None:
@@ -110,38 +126,47 @@ class AnimateDiffBackbone(DiffusersBackbone):
     def find(self) -> dict[str, Location]:
         found = super().find()
         if self.models["motion_adapter"] is None and "motion_adapter" in found:
-            # a hub AnimateDiffPipeline that was not cached: only now is its model_index.json readable
-            if (found["model"].read_json("model_index.json") or {}).get("_class_name") == "AnimateDiffPipeline":
+            # a hub pipeline folder that was not cached: only now is its model_index.json readable
+            if (found["model"].read_json("model_index.json") or {}).get("_class_name") == self.pipeline_class_name:
                 del found["motion_adapter"]
         return found
 
     def read_configs(self) -> PairConfigs:
-        loc = self.locations
-        video = loc["model"]
+        video = self.locations["model"]
         vdm_unet = require_json(video, "unet/config.json")
         text = require_json(video, "text_encoder/config.json")
-        vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
-        vae = require_json(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else require_json(video, "vae/config.json")
-        if "motion_adapter" in loc:
-            self.max_frames = int(require_json(loc["motion_adapter"], "config.json").get("motion_max_seq_length", 32))
-        else:
-            self.max_frames = int(vdm_unet.get("motion_max_seq_length", 32))
+        self.read_motion_config(vdm_unet)
+        idm_unet, idm_scheduler, _ = self.image_configs()
+        # the image model reads the video model's CLIP embeddings, so their widths must agree
+        return PairConfigs(vdm_unet, self.video_scheduler_config(), self.vae_config(), idm_unet, idm_scheduler, idm_text_dim=text.get("hidden_size"))
 
+    def video_scheduler_config(self) -> dict[str, Any]:
+        return require_json(self.locations["model"], "scheduler/scheduler_config.json")
+
+    def vae_config(self) -> dict[str, Any]:
+        loc = self.locations
+        return require_json(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else require_json(loc["model"], "vae/config.json")
+
+    def read_motion_config(self, vdm_unet: dict[str, Any]) -> dict[str, Any] | None:
+        """The motion adapter's config (None with a saved pipeline); sets :attr:`max_frames`, the motion module's positional slots."""
+        loc = self.locations
+        adapter = require_json(loc["motion_adapter"], "config.json") if "motion_adapter" in loc else None
+        self.max_frames = int((adapter or vdm_unet).get("motion_max_seq_length", 32))
+        return adapter
+
+    def image_configs(self) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+        """The image model's UNet, scheduler and VAE configs (a single file has only a UNet config, from :attr:`image_config`)."""
+        loc = self.locations
         image = loc["image_model"]
         if image.kind == "file":
-            self.image_config = loc.get("image_model_config", video)
-            idm_unet = require_json(self.image_config, "unet/config.json", "config.json")
-            idm_scheduler = None
+            self.image_config = loc.get("image_model_config", loc["model"])
             logger.info("single-file image model: UNet config from %s; noise table assumed equal to the video model's", self.image_config.source)
-        else:
-            idm_unet = require_json(image, "unet/config.json", "config.json")
-            idm_scheduler = image.read_json("scheduler/scheduler_config.json")
-        # the image model reads the video model's CLIP embeddings, so their widths must agree
-        return PairConfigs(vdm_unet, vdm_scheduler, vae, idm_unet, idm_scheduler, idm_text_dim=text.get("hidden_size"))
+            return require_json(self.image_config, "unet/config.json", "config.json"), None, None
+        return require_json(image, "unet/config.json", "config.json"), image.read_json("scheduler/scheduler_config.json"), image.read_json("vae/config.json")
 
     def weight_folders(self) -> dict[str, tuple[str, ...]]:
         loc = self.locations
-        folders = {"model": ("unet", "text_encoder") + (() if "vae" in loc else ("vae",))}
+        folders = {"model": self.base_folders + (() if "vae" in loc else ("vae",))}
         if "motion_adapter" in loc:
             folders["motion_adapter"] = ("",)
         if "vae" in loc:
@@ -152,23 +177,27 @@ class AnimateDiffBackbone(DiffusersBackbone):
         return folders
 
     def load(self) -> None:
-        from diffusers import AnimateDiffPipeline, AutoencoderKL, UNet2DConditionModel
+        import diffusers
+        from diffusers import AutoencoderKL
 
         loc = self.locations
         parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
         with self.loading("model") as kwargs:  # a failed adapter or VAE load is explained naming the video model
-            adapter = self.load_motion_adapter()
-            if adapter is not None:
-                parts["motion_adapter"] = adapter
+            parts.update(self.motion_parts(kwargs))
             if "vae" in loc:
                 sub = "vae" if loc["vae"].read_json("config.json") is None else None
                 parts["vae"] = AutoencoderKL.from_pretrained(loc["vae"].path, subfolder=sub, **self.load_kwargs("vae"))
-            pipe = AnimateDiffPipeline.from_pretrained(loc["model"].path, **parts, **kwargs)
+            pipe = getattr(diffusers, self.pipeline_class_name).from_pretrained(loc["model"].path, **parts, **kwargs)
         self.pipeline_loaded(pipe)
         self.unet, self.vae, self.text_encoder, self.tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         del pipe, parts  # the adapter's weights now live inside the motion UNet
+        self.load_image_unet()
 
-        image = loc["image_model"]
+    def load_image_unet(self) -> None:
+        """The IDM's UNet: from a pipeline or UNet folder, or one file with the UNet config of :attr:`image_config`."""
+        from diffusers import UNet2DConditionModel
+
+        image = self.locations["image_model"]
         with self.loading("image_model") as kwargs:
             if image.kind == "file":
                 source = self.image_config
@@ -180,8 +209,14 @@ class AnimateDiffBackbone(DiffusersBackbone):
                 sub = "unet" if image.read_json("unet/config.json") is not None else None
                 self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **kwargs)
 
+    def motion_parts(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The modules handed to the pipeline besides the base's (``kwargs``: the video model's load keywords): the
+        motion adapter, none with a saved pipeline, which has its own."""
+        adapter = self.load_motion_adapter()
+        return {} if adapter is None else {"motion_adapter": adapter}
+
     def load_motion_adapter(self):
-        """The motion adapter added to the base (None with a saved ``AnimateDiffPipeline``, which has its own)."""
+        """The motion adapter added to the base (None with a saved pipeline, which has its own)."""
         from diffusers import MotionAdapter
 
         if "motion_adapter" not in self.locations:
@@ -189,7 +224,7 @@ class AnimateDiffBackbone(DiffusersBackbone):
         return MotionAdapter.from_pretrained(self.locations["motion_adapter"].path, **self.load_kwargs("motion_adapter"))
 
     def pipeline_loaded(self, pipe) -> None:
-        """Called with the assembled ``AnimateDiffPipeline`` before its modules are kept; nothing here (a subclass adds a LoRA)."""
+        """Called with the assembled pipeline before its modules are kept; nothing here (a subclass adds a LoRA)."""
 
     # -- the Backbone interface -------------------------------------------------------------------------
 
@@ -197,7 +232,7 @@ class AnimateDiffBackbone(DiffusersBackbone):
         super().check_request(frames=frames, height=height, width=width, steps=steps)
         if frames > self.max_frames:
             raise ValueError(
-                f"--frames {frames}: the motion module has {self.max_frames} positional slots, so AnimateDiff "
+                f"--frames {frames}: the motion module has {self.max_frames} positional slots, so {self.family} "
                 f"generates at most {self.max_frames} frames"
             )
 
@@ -207,7 +242,7 @@ class AnimateDiffBackbone(DiffusersBackbone):
         That is: the VAE runs in float32 whatever the model dtype, and the decoded video is rounded to fp16
         before the post-processing to [0, 1] (reference-code-notes §1.1).
         """
-        if preset != "reference" or not decode:
+        if preset != "reference" or not decode or not self.released_decode:
             return super().generate(prompt, preset=preset, decode=decode, **kwargs)
         video = super().generate(prompt, preset=preset, decode=False, **kwargs)
         started = time.perf_counter()

@@ -26,8 +26,6 @@ are decoded by the video model's VAE; only the IDM's UNet is loaded.
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +35,8 @@ from ..guidance import ImageOnVideo, ScoreModel
 from ..steps import fold_frames, unfold_frames
 from .animatediff_sdxl import DEFAULT_IMAGE_MODEL, DEFAULT_MODEL, DEFAULT_MOTION_ADAPTER, DEFAULTS, SPEC
 from .base import Conditioning, IncompatibleModels
-from .diffusers import DiffusersBackbone, Location, ModelRequest, PairConfigs, UNetCond, UNetScore, dtype_keyword, peek_json, require_json, to_eps
+from ._animatediff_impl import AnimateDiffBackbone
+from .diffusers import PairConfigs, UNetCond, UNetScore, require_json, to_eps
 
 __all__ = [
     "AnimateDiffSDXLBackbone",
@@ -51,8 +50,6 @@ __all__ = [
     "motion_unet_from",
     "size_pair",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 # -- conditioning ---------------------------------------------------------------------------------------------
@@ -310,7 +307,7 @@ def check_sdxl_models(
 # -- the backbone --------------------------------------------------------------------------------------------
 
 
-class AnimateDiffSDXLBackbone(DiffusersBackbone):
+class AnimateDiffSDXLBackbone(AnimateDiffBackbone):
     """AnimateDiff SDXL + an SDXL image UNet, loaded once; call :meth:`generate` as often as you like.
 
     Args:
@@ -335,8 +332,14 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
 
     name = SPEC.name
     defaults = SPEC.defaults
-    standard_step_on_frames = False
-    video_cond_per_frame = True  # UNetMotionModel takes one text-embedding row per frame
+    family = "AnimateDiff SDXL"
+    unet_kind = "SDXL"
+    adapter_label = "SDXL motion adapter"
+    pipeline_class_name = "AnimateDiffSDXLPipeline"
+    base_folders = ("unet", "text_encoder", "text_encoder_2")
+    default_motion_adapter = DEFAULT_MOTION_ADAPTER
+    default_image_model = DEFAULT_IMAGE_MODEL
+    released_decode = False  # the released code has no SDXL pipeline: the SDXL decode (fp32 where the VAE says so)
     example_prompt = "A panda playing a guitar on a sunny beach, detailed, high quality."
     text_encoder_2: Any = None
     tokenizer_2: Any = None
@@ -345,28 +348,14 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
         self,
         *,
         model: str = DEFAULT_MODEL,
-        motion_adapter: str | None = None,
         image_model: str | None = None,
-        image_model_config: str | None = None,
-        vae: str | None = None,
         original_height: int | None = None,
         original_width: int | None = None,
         crop_top: int = 0,
         crop_left: int = 0,
         target_height: int | None = None,
         target_width: int | None = None,
-        image_loras: list[Any] | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        allow_pickle: bool = False,
-        variant: str | None = None,
-        image_variant: str | None = None,
-        motion_adapter_variant: str | None = None,
-        revision: str | None = None,
-        motion_adapter_revision: str | None = None,
-        image_model_revision: str | None = None,
-        vae_revision: str | None = None,
-        decode_chunk_size: int = 16,
+        **options: Any,
     ):
         for name, value in (("crop_top", crop_top), ("crop_left", crop_left)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -376,81 +365,22 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
             crop_top_left=(int(crop_top), int(crop_left)),
             target_size=size_pair(target_height, target_width, "target"),
         )
-        self.models = {"model": model, "motion_adapter": motion_adapter, "image_model": image_model, "image_model_config": image_model_config, "vae": vae}
-        self.revisions = {"model": revision, "motion_adapter": motion_adapter_revision, "image_model": image_model_revision, "vae": vae_revision}
-        super().__init__(
-            device=device,
-            dtype=dtype,
-            allow_pickle=allow_pickle,
-            image_loras=image_loras,
-            decode_chunk_size=decode_chunk_size,
-            variants={"model": variant, "motion_adapter": motion_adapter_variant, "image_model": image_variant},
-        )
+        super().__init__(model=model, image_model=image_model, **options)
 
     # -- the template's hooks ---------------------------------------------------------------------------
-
-    def requests(self) -> list[ModelRequest]:
-        models, revisions = self.models, dict(self.revisions)
-        model, image_model = models["model"], models["image_model"]
-        index = peek_json(model, "model_index.json", revisions["model"]) or {}
-        is_pipeline = index.get("_class_name") == "AnimateDiffSDXLPipeline"
-        if image_model is None:  # the base's own UNet (at the base's revision), or the SDXL base next to a saved pipeline
-            image_model = DEFAULT_IMAGE_MODEL if is_pipeline else model
-            if not is_pipeline and revisions["image_model"] is None:
-                revisions["image_model"] = revisions["model"]
-        requests = [ModelRequest("model", model, "video model (SDXL base or saved AnimateDiffSDXLPipeline)", revision=revisions["model"])]
-        if models["motion_adapter"] is not None or not is_pipeline:
-            adapter = models["motion_adapter"] or DEFAULT_MOTION_ADAPTER
-            requests.append(ModelRequest("motion_adapter", adapter, "SDXL motion adapter", ("config.json",), revision=revisions["motion_adapter"]))
-        requests.append(
-            ModelRequest(
-                "image_model",
-                image_model,
-                "image model (SDXL UNet)",
-                ("unet/config.json", "config.json"),
-                single_file=True,
-                revision=revisions["image_model"],
-            )
-        )
-        if models["image_model_config"] is not None and os.path.isfile(os.path.expanduser(str(image_model))):
-            requests.append(ModelRequest("image_model_config", models["image_model_config"], "image model config", ("unet/config.json", "config.json")))
-        if models["vae"] is not None:
-            requests.append(ModelRequest("vae", models["vae"], "VAE", ("config.json", "vae/config.json"), revision=revisions["vae"]))
-        return requests
-
-    def find(self) -> dict[str, Location]:
-        found = super().find()
-        if self.models["motion_adapter"] is None and "motion_adapter" in found:
-            # a hub AnimateDiffSDXLPipeline that was not cached: only now is its model_index.json readable
-            if (found["model"].read_json("model_index.json") or {}).get("_class_name") == "AnimateDiffSDXLPipeline":
-                del found["motion_adapter"]
-        return found
 
     def read_configs(self) -> PairConfigs:
         loc = self.locations
         video = loc["model"]
-        index = video.read_json("model_index.json") or {}
         vdm_unet = require_json(video, "unet/config.json")
         text = require_json(video, "text_encoder/config.json")
         text_2 = video.read_json("text_encoder_2/config.json")
         if text_2 is None and vdm_unet.get("addition_embed_type") == "text_time":
             text_2 = require_json(video, "text_encoder_2/config.json")
         text_2 = text_2 or {}  # not an SDXL base: the SDXL check below says so first
-        vdm_scheduler = require_json(video, "scheduler/scheduler_config.json")
-        vae = require_json(loc["vae"], "config.json", "vae/config.json") if "vae" in loc else require_json(video, "vae/config.json")
-        adapter = require_json(loc["motion_adapter"], "config.json") if "motion_adapter" in loc else None
-        self.max_frames = int((adapter or vdm_unet).get("motion_max_seq_length", 32))
-        self.zero_empty_negatives = bool(index.get("force_zeros_for_empty_prompt", True))
-
-        image = loc["image_model"]
-        if image.kind == "file":
-            self.image_config = loc.get("image_model_config", video)
-            idm_unet = require_json(self.image_config, "unet/config.json", "config.json")
-            idm_scheduler, idm_vae = None, None
-            logger.info("single-file image model: UNet config from %s; noise table assumed equal to the video model's", self.image_config.source)
-        else:
-            idm_unet = require_json(image, "unet/config.json", "config.json")
-            idm_scheduler, idm_vae = image.read_json("scheduler/scheduler_config.json"), image.read_json("vae/config.json")
+        adapter = self.read_motion_config(vdm_unet)
+        self.zero_empty_negatives = bool((video.read_json("model_index.json") or {}).get("force_zeros_for_empty_prompt", True))
+        idm_unet, idm_scheduler, idm_vae = self.image_configs()
         # SDXL conditioning first (the clearest message for an SD1.5 model); the template then checks the latent space
         text_dim = int(text.get("hidden_size", 0)) + int(text_2.get("hidden_size", 0))
         check_sdxl_models(
@@ -460,55 +390,25 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
             pooled_dim=int(text_2.get("projection_dim") or text_2.get("hidden_size", 0)),
             adapter=adapter,
             vdm_name=f"video model {video.source}",
-            idm_name=f"image model {image.source}",
+            idm_name=f"image model {loc['image_model'].source}",
             adapter_name=f"motion adapter {loc['motion_adapter'].source}" if "motion_adapter" in loc else "motion adapter",
         )
         # the image model reads the video model's embeddings (both encoders side by side)
-        return PairConfigs(vdm_unet, vdm_scheduler, vae, idm_unet, idm_scheduler, idm_vae=idm_vae, idm_text_dim=text_dim)
+        configs = (self.video_scheduler_config(), self.vae_config())
+        return PairConfigs(vdm_unet, *configs, idm_unet, idm_scheduler, idm_vae=idm_vae, idm_text_dim=text_dim)
 
-    def weight_folders(self) -> dict[str, tuple[str, ...]]:
-        loc = self.locations
-        folders = {"model": ("unet", "text_encoder", "text_encoder_2") + (() if "vae" in loc else ("vae",))}
-        if "motion_adapter" in loc:
-            folders["motion_adapter"] = ("",)
-        if "vae" in loc:
-            folders["vae"] = ("vae",) if loc["vae"].read_json("config.json") is None else ("",)
-        image = loc["image_model"]
-        if image.kind != "file":
-            folders["image_model"] = ("unet",) if image.read_json("unet/config.json") is not None else ("",)
-        return folders
+    def motion_parts(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        from diffusers import UNet2DConditionModel
 
-    def load(self) -> None:
-        from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, MotionAdapter, UNet2DConditionModel
+        parts = super().motion_parts(kwargs)
+        if "motion_adapter" in parts:  # the motion UNet built here: diffusers' conversion drops the base's added embedding
+            base_unet = UNet2DConditionModel.from_pretrained(self.locations["model"].path, subfolder="unet", **kwargs)
+            parts["unet"] = motion_unet_from(base_unet, parts["motion_adapter"])
+        return parts
 
-        loc = self.locations
-        parts: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
-        with self.loading("model") as kwargs:  # a failed adapter or VAE load is explained naming the video model
-            if "motion_adapter" in loc:
-                parts["motion_adapter"] = MotionAdapter.from_pretrained(loc["motion_adapter"].path, **self.load_kwargs("motion_adapter"))
-                base_unet = UNet2DConditionModel.from_pretrained(loc["model"].path, subfolder="unet", **kwargs)
-                parts["unet"] = motion_unet_from(base_unet, parts["motion_adapter"])
-                del base_unet
-            if "vae" in loc:
-                sub = "vae" if loc["vae"].read_json("config.json") is None else None
-                parts["vae"] = AutoencoderKL.from_pretrained(loc["vae"].path, subfolder=sub, **self.load_kwargs("vae"))
-            pipe = AnimateDiffSDXLPipeline.from_pretrained(loc["model"].path, **parts, **kwargs)
-        self.unet, self.vae = pipe.unet, pipe.vae
-        self.text_encoder, self.tokenizer = pipe.text_encoder, pipe.tokenizer
+    def pipeline_loaded(self, pipe) -> None:
+        super().pipeline_loaded(pipe)
         self.text_encoder_2, self.tokenizer_2 = pipe.text_encoder_2, pipe.tokenizer_2
-        del pipe, parts  # the adapter's weights now live inside the motion UNet
-
-        image = loc["image_model"]
-        with self.loading("image_model") as kwargs:
-            if image.kind == "file":
-                source = self.image_config
-                sub = "unet" if source.read_json("unet/config.json") is not None else None
-                self.image_unet = UNet2DConditionModel.from_single_file(
-                    image.path, config=source.path, subfolder=sub, local_files_only=source.kind != "hub", **{dtype_keyword(): self.dtype}
-                )
-            else:
-                sub = "unet" if image.read_json("unet/config.json") is not None else None
-                self.image_unet = UNet2DConditionModel.from_pretrained(image.path, subfolder=sub, **kwargs)
 
     def modules(self) -> list[Any]:
         return [*super().modules(), self.text_encoder_2]
@@ -520,14 +420,6 @@ class AnimateDiffSDXLBackbone(DiffusersBackbone):
         return vdm, ImageOnVideo(idm)
 
     # -- the Backbone interface -------------------------------------------------------------------------
-
-    def check_request(self, *, frames: int, height: int, width: int, steps: int) -> None:
-        super().check_request(frames=frames, height=height, width=width, steps=steps)
-        if frames > self.max_frames:
-            raise ValueError(
-                f"--frames {frames}: the motion module has {self.max_frames} positional slots, so AnimateDiff SDXL "
-                f"generates at most {self.max_frames} frames"
-            )
 
     def encode(self, prompts: list[str], negative_prompts: list[str]) -> Conditioning:
         text = encode_sdxl_prompt_pair(

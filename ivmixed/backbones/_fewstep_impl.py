@@ -151,18 +151,6 @@ class RetimedScore:
 # -- the backbones ---------------------------------------------------------------------------------------------
 
 
-def keywords_with_animatediff(init, drop: tuple[str, ...] = ()) -> inspect.Signature:
-    """The keywords of ``init``, of ``_FewStepBackbone.__init__`` and of ``AnimateDiffBackbone.__init__`` (the first
-    default of each name; less ``drop``) as one signature, so that the registry names an option the backbone does not
-    take before anything loads (``**options`` would hide them)."""
-    keywords: dict[str, inspect.Parameter] = {}
-    for each in (init, _FewStepBackbone.__init__, AnimateDiffBackbone.__init__):
-        for name, p in inspect.signature(each).parameters.items():
-            if p.kind is p.KEYWORD_ONLY and name not in drop:
-                keywords.setdefault(name, p)
-    return inspect.Signature(list(keywords.values()))
-
-
 class _FewStepBackbone(AnimateDiffBackbone):
     """What both few-step backbones share: their extra files, an SD1.5 base only, the base's full scheduler config,
     and the image model retimed onto the video model's noise table."""
@@ -337,7 +325,10 @@ class LightningBackbone(_FewStepBackbone):
 
 
 _NOT_LIGHTNING = ("motion_adapter", "motion_adapter_revision", "motion_adapter_variant")
-LightningBackbone.__signature__ = keywords_with_animatediff(LightningBackbone.__init__, drop=_NOT_LIGHTNING)
+# the template shows AnimateDiff's keywords in the signature (the registry checks options against it); not the adapter's
+LightningBackbone.__init__.__signature__ = inspect.signature(LightningBackbone.__init__).replace(
+    parameters=[p for p in inspect.signature(LightningBackbone.__init__).parameters.values() if p.name not in _NOT_LIGHTNING]
+)
 
 _STEP_COUNT = re.compile(r"(\d+)step", re.IGNORECASE)
 
@@ -428,4 +419,3 @@ class AnimateLCMBackbone(_FewStepBackbone):
         return {**super().describe(), "lcm_lora_scale": self.lcm_lora_scale if self.lora is not None else None}
 
 
-AnimateLCMBackbone.__signature__ = keywords_with_animatediff(AnimateLCMBackbone.__init__)

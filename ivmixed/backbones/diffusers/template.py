@@ -135,10 +135,12 @@ class DiffusersBackbone(Backbone):
     image_tokenizer: Any = None
 
     def __init_subclass__(cls, **kwargs: Any):
-        """A subclass ``__init__`` that ends in ``**loader`` (passed on to this one) shows the loader keywords in its signature.
+        """A subclass ``__init__`` that ends in ``**loader`` (passed on to its parent) shows the parent's keywords in its signature.
 
         The registry checks options against the factory's signature, and ``ivmixed list`` lists them, so
-        ``def __init__(self, *, model=..., **loader)`` reads as ``(*, model=..., device=None, dtype=None, ...)``.
+        ``def __init__(self, *, model=..., **loader)`` reads as ``(*, model=..., device=None, dtype=None, ...)``: the
+        loader keywords of this template, and every keyword of a backbone in between (a subclass of ``animatediff``
+        shows ``motion_adapter``, ``vae`` and the rest).
         """
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
@@ -149,8 +151,14 @@ class DiffusersBackbone(Backbone):
         if not params or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
             return
         own = {p.name for p in params}
-        loader = [p for p in inspect.signature(DiffusersBackbone.__init__).parameters.values() if p.name in LOADER_KEYWORDS and p.name not in own]
-        init.__signature__ = signature.replace(parameters=params[:-1] + loader)
+        parent = next(base.__dict__["__init__"] for base in cls.__mro__[1:] if "__init__" in base.__dict__)
+        inherited = [
+            p
+            for p in inspect.signature(parent).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in own
+            and (parent is not DiffusersBackbone.__init__ or p.name in LOADER_KEYWORDS)
+        ]
+        init.__signature__ = signature.replace(parameters=params[:-1] + inherited)
 
     def __init__(
         self,
