@@ -110,8 +110,8 @@ def tiny_text_encoder(hidden: int = TEXT_DIM, seed: int = 0, vocab_size: int = 1
 # -- VAE and UNets ----------------------------------------------------------------------------------------
 
 
-def tiny_vae(seed: int = 0):
-    """Four blocks, so the VAE factor is 8 like SD's (32 px → 4 latents)."""
+def tiny_vae(seed: int = 0, **overrides):
+    """Four blocks, so the VAE factor is 8 like SD's (32 px → 4 latents); ``overrides`` change config values."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
@@ -125,6 +125,7 @@ def tiny_vae(seed: int = 0):
         latent_channels=4,
         norm_num_groups=4,
         sample_size=32,
+        **overrides,
     ).eval()
 
 
@@ -146,7 +147,7 @@ def tiny_unet2d(*, cross_attention_dim: int = TEXT_DIM, in_channels: int = 4, sa
     ).eval()
 
 
-def tiny_motion_adapter(seed: int = 0):
+def tiny_motion_adapter(seed: int = 0, **overrides):
     from diffusers import MotionAdapter
 
     torch.manual_seed(seed)
@@ -156,6 +157,7 @@ def tiny_motion_adapter(seed: int = 0):
         motion_num_attention_heads=2,
         motion_norm_num_groups=4,
         motion_max_seq_length=32,
+        **overrides,
     ).eval()
 
 
@@ -620,37 +622,12 @@ def tiny_sdxl_unet(*, seed: int = 0, in_channels: int = 4, cross_attention_dim: 
 
 def tiny_sdxl_vae(seed: int = 0):
     """The tiny VAE with SDXL's scaling factor and ``force_upcast`` (the real SDXL VAE overflows in fp16)."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-        scaling_factor=0.13025,
-        force_upcast=True,
-    ).eval()
+    return tiny_vae(seed, scaling_factor=0.13025, force_upcast=True)
 
 
 def tiny_sdxl_motion_adapter(seed: int = 0):
     """A motion adapter for :func:`tiny_sdxl_unet` (two blocks, no motion mid block, like the SDXL beta adapter)."""
-    from diffusers import MotionAdapter
-
-    torch.manual_seed(seed)
-    return MotionAdapter(
-        block_out_channels=(8, 16),
-        motion_layers_per_block=1,
-        motion_num_attention_heads=2,
-        motion_norm_num_groups=4,
-        motion_max_seq_length=32,
-        use_motion_mid_block=False,
-    ).eval()
+    return tiny_motion_adapter(seed, use_motion_mid_block=False)
 
 
 def _write_sdxl_tokenizers(folder: Path) -> None:
