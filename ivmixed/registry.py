@@ -215,6 +215,8 @@ class BackboneSpec:
             for the registry and the backbone class alike; ``default_steps`` and ``presets`` are read off it.
         default_steps: the backbone's default number of steps, so program windows are checked before loading
             (set from ``defaults`` when it is given).
+        steps_for: ``options -> steps``, the default number of steps where a backbone option changes it (a
+            distilled checkpoint's step count), read before loading; without it, ``default_steps``.
         presets: the names of the backbone's presets, so ``--preset NAME`` is checked before loading (set from
             ``defaults`` when it is given); None: read them from the factory's class attribute ``defaults``
             (importing its module, loading no weights).
@@ -237,6 +239,9 @@ class BackboneSpec:
     weight_files: dict[str, str] = field(default_factory=dict)
     size_multiple: int = 8  # height and width must be multiples of this (the VAE factor; 1 in pixel space)
     default_steps: int = 50  # the backbone's default number of steps (program windows are checked against it)
+    #: the default number of steps under the given backbone options, where an option changes it (a distilled model's
+    #: step count); None: always ``default_steps``. Must need no model (it runs before loading).
+    steps_for: Callable[[dict[str, Any]], int] | None = None
     presets: tuple[str, ...] | None = None
     prompt_check: str | Callable[[str], Any] | None = None
     options: tuple[Option, ...] = ()
@@ -306,6 +311,12 @@ class BackboneSpec:
                 except ValueError as exc:
                     raise ValueError(f"backbone '{self.name}': {exc} (see `ivmixed list --options {self.name}`)") from None
         return checked
+
+    def default_steps_for(self, options: dict[str, Any] | None = None) -> int:
+        """The number of steps a run takes without ``--steps`` under these backbone options (before loading)."""
+        if self.steps_for is None:
+            return self.default_steps
+        return int(self.steps_for(dict(options or {})))
 
     def check_steps(self, steps: int | None) -> None:
         """Refuse more sampling steps than the noise schedule has timesteps (before loading)."""

@@ -276,6 +276,37 @@ def test_the_cli_refuses_a_bad_step_count_with_status_2_and_writes_nothing(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("option, steps", [([], 4), (["-o", "distilled_steps=8"], 8), (["-o", "distilled_steps=2"], 2)])
+def test_program_windows_are_checked_against_the_chosen_checkpoints_step_count(tmp_path, capsys, nothing_heavy_loads, option, steps):
+    # found by use: -o distilled_steps=8 ran the window check against the default 4 steps
+    out = tmp_path / "clip.gif"
+    status = main(["generate", "--backbone", "animatediff-lightning", *option, "--program", f"IV-IV@0..{steps}", "--out", str(out)])
+    assert status == 2
+    assert f"window 0..{steps} reaches step {steps} but there are only {steps} steps (0..{steps - 1})" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_step_count_follows_the_options_without_loading(tmp_path):
+    from ivmixed.registry import get_spec
+
+    spec = get_spec("animatediff-lightning")
+    assert spec.default_steps_for({}) == 4
+    assert spec.default_steps_for({"distilled_steps": 1}) == 1
+    local = tmp_path / "animatediff_lightning_8step_diffusers.safetensors"
+    local.write_bytes(b"")
+    assert spec.default_steps_for({"motion_module": str(local)}) == 8  # a local file's name says its count
+    assert get_spec("animatelcm").default_steps_for({"motion_adapter": "x"}) == get_spec("animatelcm").default_steps == 6
+
+
+def test_a_batch_checks_windows_against_the_chosen_checkpoint_before_loading(tmp_path, nothing_heavy_loads):
+    from ivmixed.batch import run_batch
+
+    with pytest.raises(ValueError, match=r"window 0\.\.7 reaches step 7 but there are only 2 steps"):
+        run_batch(["a cat"], tmp_path / "out", programs=["IV-IV@0..7"], backbone="animatediff-lightning",
+                  backbone_options={"distilled_steps": 2})
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_files_are_named_before_loading(lightning_options, lcm_options, few_step_models, tmp_path, nothing_heavy_loads):
     absent = tmp_path / "animatediff_lightning_4step_diffusers.safetensors"
     with pytest.raises(MissingWeights, match=rf"no such file or folder: {absent}"):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-import re
 from typing import Any
 
 import torch
@@ -45,6 +44,7 @@ from .fewstep import (
     LIGHTNING_FILE,
     LIGHTNING_REPO,
     LIGHTNING_STEPS,
+    lightning_checkpoint,
 )
 
 __all__ = ["LightningBackbone", "AnimateLCMBackbone", "EulerOnVPLatents", "RetimedScore"]
@@ -329,35 +329,6 @@ _NOT_LIGHTNING = ("motion_adapter", "motion_adapter_revision", "motion_adapter_v
 LightningBackbone.__init__.__signature__ = inspect.signature(LightningBackbone.__init__).replace(
     parameters=[p for p in inspect.signature(LightningBackbone.__init__).parameters.values() if p.name not in _NOT_LIGHTNING]
 )
-
-_STEP_COUNT = re.compile(r"(\d+)step", re.IGNORECASE)
-
-
-def lightning_checkpoint(motion_module: str, distilled_steps: int | None) -> tuple[int, str]:
-    """The step count and file name of the Lightning checkpoint to load; ``ValueError`` for a count that does not exist.
-
-    A local file names itself; its step count is read off its name (``..._8step_...``) when it has one. A hub repo or
-    folder holds the file of ``distilled_steps`` steps (default 4).
-    """
-    if distilled_steps is not None and (isinstance(distilled_steps, bool) or distilled_steps not in LIGHTNING_STEPS):
-        raise ValueError(
-            f"-o distilled_steps={distilled_steps!r}: AnimateDiff-Lightning has checkpoints for "
-            f"{', '.join(map(str, LIGHTNING_STEPS))} steps; choose one of these"
-        )
-    path = os.path.expanduser(str(motion_module))
-    if os.path.isfile(path):
-        name = os.path.basename(path)
-        match = _STEP_COUNT.search(name)
-        named = int(match.group(1)) if match else None
-        if named is not None and distilled_steps is not None and named != distilled_steps:
-            raise ValueError(
-                f"-o distilled_steps={distilled_steps} but -o motion_module={motion_module} is the {named}-step checkpoint "
-                f"(its name says so); leave distilled_steps unset or give the {distilled_steps}-step file"
-            )
-        return (distilled_steps or named or LIGHTNING_DEFAULT_STEPS), name
-    steps = distilled_steps or LIGHTNING_DEFAULT_STEPS
-    return steps, LIGHTNING_FILE.format(steps=steps)
-
 
 class AnimateLCMBackbone(_FewStepBackbone):
     """AnimateLCM + SD1.5, loaded once; call :meth:`generate` as often as you like.

@@ -14,6 +14,8 @@ heavy; the backbones are :mod:`ivmixed.backbones._fewstep_impl`, imported on fir
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +111,40 @@ _ROLE_IDM = (
     "model's text embeddings and VAE and is called at the timestep of its own noise table with the same ᾱ"
 )
 
+_STEP_COUNT = re.compile(r"(\d+)step", re.IGNORECASE)
+
+
+def lightning_checkpoint(motion_module: str, distilled_steps: int | None) -> tuple[int, str]:
+    """The step count and file name of the Lightning checkpoint to load; ``ValueError`` for a count that does not exist.
+
+    A local file names itself; its step count is read off its name (``..._8step_...``) when it has one. A hub repo or
+    folder holds the file of ``distilled_steps`` steps (default 4).
+    """
+    if distilled_steps is not None and (isinstance(distilled_steps, bool) or distilled_steps not in LIGHTNING_STEPS):
+        raise ValueError(
+            f"-o distilled_steps={distilled_steps!r}: AnimateDiff-Lightning has checkpoints for "
+            f"{', '.join(map(str, LIGHTNING_STEPS))} steps; choose one of these"
+        )
+    path = os.path.expanduser(str(motion_module))
+    if os.path.isfile(path):
+        name = os.path.basename(path)
+        match = _STEP_COUNT.search(name)
+        named = int(match.group(1)) if match else None
+        if named is not None and distilled_steps is not None and named != distilled_steps:
+            raise ValueError(
+                f"-o distilled_steps={distilled_steps} but -o motion_module={motion_module} is the {named}-step checkpoint "
+                f"(its name says so); leave distilled_steps unset or give the {distilled_steps}-step file"
+            )
+        return (distilled_steps or named or LIGHTNING_DEFAULT_STEPS), name
+    steps = distilled_steps or LIGHTNING_DEFAULT_STEPS
+    return steps, LIGHTNING_FILE.format(steps=steps)
+
+
+def lightning_steps(options: dict[str, Any]) -> int:
+    """The default number of steps under these options: the distilled step count of the chosen checkpoint."""
+    return lightning_checkpoint(options.get("motion_module", LIGHTNING_REPO), options.get("distilled_steps"))[0]
+
+
 LIGHTNING = BackboneSpec(
     name="animatediff-lightning",
     factory="ivmixed.backbones._fewstep_impl:LightningBackbone",
@@ -131,6 +167,7 @@ LIGHTNING = BackboneSpec(
     size_multiple=8,
     options=LIGHTNING_OPTIONS,
     defaults=LIGHTNING_DEFAULTS,
+    steps_for=lightning_steps,
 )
 
 ANIMATELCM = BackboneSpec(

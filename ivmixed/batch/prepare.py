@@ -44,7 +44,9 @@ def refuse_conflicts(out_dir: Path, conflicts: list[str]) -> None:
         )
 
 
-def check_batch_request(spec: Any, loaded: Any, items: Sequence[PromptItem], jobs: Sequence[Job], generate: Mapping[str, Any]) -> None:
+def check_batch_request(
+    spec: Any, loaded: Any, items: Sequence[PromptItem], jobs: Sequence[Job], generate: Mapping[str, Any], options: Mapping[str, Any] | None = None
+) -> None:
     """Everything about the request that can be checked without loading a model (ValueError in words).
 
     Sizes, steps (against the backbone's timesteps where its spec declares them), the preset, every prompt
@@ -73,7 +75,7 @@ def check_batch_request(spec: Any, loaded: Any, items: Sequence[PromptItem], job
         )
         spec.check_steps(steps)
         spec.check_preset(generate.get("preset"))
-        default_steps = spec.default_steps
+        default_steps = spec.default_steps_for(spec.check_options(dict(options or {})))
     for program in dict.fromkeys(job.program for job in jobs):
         program.validate(default_steps if steps is None else steps)
     if spec is not None:
@@ -144,7 +146,7 @@ def plan_run(
             raise ValueError("backbone_options are for loading a backbone by name; this backbone is already loaded")
         spec = _loaded_spec(backbone)
         backbone_name, options, loaded = backbone.name, {k: v for k, v in backbone.describe().items() if k != "backbone"}, backbone
-    check_batch_request(spec, loaded, items, jobs, generate)
+    check_batch_request(spec, loaded, items, jobs, generate, options)
     config = run_config(backbone=backbone_name, backbone_options=options, generate=generate, seed=seed, seed_mode=seed_mode, format=format)
 
     out_dir = check_out_folder(out)

@@ -170,7 +170,7 @@ def zigzag_table(args: argparse.Namespace):
 
 def precheck(spec: BackboneSpec, args: argparse.Namespace, programs: list[Program], *, prompts: list[str] | None = None) -> None:
     """Checks that need no model: options, sizes, frames, steps, preset, guidance, prompts, and the programs against the steps."""
-    spec.check_options(backbone_options(args))
+    options = spec.check_options(backbone_options(args))
     check_request(
         frames=getattr(args, "frames", None),
         height=getattr(args, "height", None),
@@ -190,7 +190,7 @@ def precheck(spec: BackboneSpec, args: argparse.Namespace, programs: list[Progra
                 raise ValueError(f"--{name} {value}: backbone '{spec.name}' takes {declared.describe()}") from None
     spec.check_preset(getattr(args, "preset", None))
     zigzag_table(args)  # a malformed ramp is refused before the models load
-    steps = getattr(args, "steps", None) or spec.default_steps
+    steps = getattr(args, "steps", None) or spec.default_steps_for(options)  # a distilled model's own step count
     for program in programs:
         program.validate(steps)
     if getattr(args, "num_videos", 1) < 1:
