@@ -294,6 +294,32 @@ def test_cli_explain_substeps_grid(capsys):
     assert "sub-steps on the grid" in out and "999 -> 832" in out
 
 
+def test_cli_explain_substeps_grid_on_a_backbones_own_grid(capsys):
+    # was refused with --backbone; the few-step and flow planners now take the option
+    assert main(["explain", "IV-IV", "--backbone", "animatediff-lightning", "--steps", "8", "--substeps", "grid", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    euler = EulerDiscreteScheduler(beta_schedule="linear", timestep_spacing="trailing")
+    euler.set_timesteps(8)
+    grid = [int(t) for t in euler.timesteps]  # 999, 874, 749, …: Δ = 125 would land between them only off the grid
+    assert info["substeps"] == "grid"
+    for step in info["steps"]:
+        for sub in step["substeps"]:
+            assert sub["t_from"] in grid + [0] and sub["t_to"] in grid + [0, 1000]
+    assert info["steps"][1]["substeps"][0] == {"letter": "I", "model": "idm", "direction": "go", "t_from": grid[1], "t_to": grid[2]}
+
+    assert main(["explain", "IV-IV", "--backbone", "wan", "--steps", "4", "--substeps", "grid", "--json"]) == 0
+    flow = json.loads(capsys.readouterr().out)
+    levels = [step["level"] for step in flow["steps"]]
+    assert flow["substeps"] == "grid"
+    first = flow["steps"][0]["substeps"]
+    assert [first[0]["t_from"], first[0]["t_to"], first[1]["t_to"]] == levels[:3]  # grid level to grid level
+    assert main(["explain", "IV-IV", "--backbone", "wan", "--steps", "4", "--substeps", "grid"]) == 0
+    assert "sub-steps on the grid" in capsys.readouterr().out
+    assert main(["explain", "IV-IV", "--backbone", "wan", "--steps", "4", "--json"]) == 0
+    delta = json.loads(capsys.readouterr().out)
+    assert "substeps" not in delta and delta["steps"][0]["substeps"][0]["t_to"] != levels[1]  # the default is Δ
+
+
 @pytest.mark.parametrize("command", ["generate", "explain", "sweep", "compare", "batch"])
 def test_cli_refuses_a_bad_value_before_loading(command, tmp_path, capsys):
     argv = {

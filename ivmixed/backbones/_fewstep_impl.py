@@ -197,14 +197,16 @@ class _FewStepBackbone(AnimateDiffBackbone):
         return self.standard_scheduler({**self.scheduler_config, "prediction_type": "epsilon"})
 
     @classmethod
-    def explain_plan(cls, program, *, num_steps: int, num_frames: int, show_steps: int | None = 3, **_ignored) -> tuple[dict[str, Any], str]:
+    def explain_plan(
+        cls, program, *, num_steps: int, num_frames: int, show_steps: int | None = 3, substeps: str = "delta", **_ignored
+    ) -> tuple[dict[str, Any], str]:
         """The sub-step plan of ``program`` on this backbone's own grid (``ivmixed explain --backbone``), without weights."""
         from ..program import explain, format_explain
 
         scheduler = cls.standard_scheduler(SD15_SCHEDULER)
         scheduler.set_timesteps(num_steps)
         grid = [int(t) for t in scheduler.timesteps]
-        info = explain(program, num_steps, num_frames, show_steps=show_steps, grid=grid, grid_name=cls.standard_step)
+        info = explain(program, num_steps, num_frames, show_steps=show_steps, grid=grid, grid_name=cls.standard_step, substeps=substeps)
         return info, format_explain(info)
 
     def file_of(self, option: str, name: str) -> str:

@@ -31,6 +31,7 @@ def explain_flow(
     latent_frames: int | None = None,
     source: str = "",
     show_steps: int | None = 3,
+    substeps: str = "delta",
 ) -> dict[str, Any]:
     """The plan of ``program`` on a flow backbone as JSON-ready data (the keys of :func:`ivmixed.program.explain`
     plus the flow schedule, σ and network timestep of every level).
@@ -53,8 +54,8 @@ def explain_flow(
         label = str(form) + (":nf" if clause is not None and not form.is_origin and clause.order == NOISE_FIRST else "")
         forms[label] = forms.get(label, 0) + 1
         if i < shown:
-            substeps = []
-            for sub in schedule.substeps(program, i, level, num_steps):
+            plan = []
+            for sub in schedule.substeps(program, i, level, num_steps, grid=levels if substeps == "grid" else None):
                 record = sub.as_dict()
                 record.update(
                     t_from=_r(sub.t_from, 6),
@@ -64,7 +65,7 @@ def explain_flow(
                     timestep_from=_r(schedule.timestep(sub.t_from)),
                     timestep_to=_r(schedule.timestep(sub.t_to)),
                 )
-                substeps.append(record)
+                plan.append(record)
             sigma_next = float(scheduler.sigmas[i + 1])
             steps.append(
                 {
@@ -75,11 +76,12 @@ def explain_flow(
                     "sigma_next": _r(sigma_next),
                     "form": str(form),
                     "order": None if form.is_origin else clause.order,
-                    "substeps": substeps,
+                    "substeps": plan,
                 }
             )
     delta = schedule.num_train_timesteps // num_steps
     return {
+        **({"substeps": "grid"} if substeps == "grid" else {}),
         "program": str(program),
         "backbone": backbone,
         "schedule": "rectified flow",
@@ -109,7 +111,12 @@ def format_flow_explain(info: dict[str, Any]) -> str:
         f"program  {info['program']}",
         f"backbone {info['backbone']}: rectified flow x = (1 - sigma)*x0 + sigma*eps, standard step {info['scheduler']}"
         + (f"; {info['scheduler_source']}" if info.get("scheduler_source") else ""),
-        f"steps    {n}, {frames}, sub-step delta = {big_t} // {n} = {info['delta']} on the level axis tau",
+        f"steps    {n}, {frames}, "
+        + (
+            f"sub-steps on the grid (each moves to the neighbouring grid level; delta would be {info['delta']})"
+            if info.get("substeps") == "grid"
+            else f"sub-step delta = {big_t} // {n} = {info['delta']} on the level axis tau"
+        ),
         f"levels   sigma(tau) = {shift:g}*u / (1 + {shift - 1:g}*u), u = tau / {big_t}; the network sees timestep sigma*{big_t}",
         f"forms    {forms}",
         f"cost     {cost['idm_image_evals']} IDM image evaluations"

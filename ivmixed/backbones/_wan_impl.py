@@ -222,6 +222,7 @@ class WanBackbone(DiffusersBackbone):
         model: str | None = None,
         size: str = "1.3B",
         flow_shift: float | None = None,
+        substeps: str = "delta",
         **_ignored,
     ) -> tuple[dict[str, Any], str]:
         """The flow-matching sub-step plan of ``program`` without loading weights, as data and as text.
@@ -255,6 +256,7 @@ class WanBackbone(DiffusersBackbone):
             latent_frames=(num_frames - 1) // TEMPORAL_FACTOR + 1,
             source=source,
             show_steps=show_steps,
+            substeps=substeps,
         )
         return info, format_flow_explain(info)
 

@@ -48,12 +48,7 @@ def run(args: argparse.Namespace) -> int:
     program.validate(args.steps)
     planner = _backbone_planner(args.backbone)
     if planner is not None:
-        if args.substeps != "delta":
-            raise ValueError(
-                f"--substeps {args.substeps}: `ivmixed explain --backbone {args.backbone}` shows the plan on the backbone's "
-                "own schedule with sub-steps of delta only; leave out --backbone to see the grid-aligned plan on the DDIM grid"
-            )
-        info, text = planner(program, num_steps=args.steps, num_frames=args.frames, show_steps=args.show_steps)
+        info, text = planner(program, num_steps=args.steps, num_frames=args.frames, show_steps=args.show_steps, substeps=args.substeps)
         print(json.dumps(info, indent=2) if args.json else text)
         return 0
     info = explain(
