@@ -14,7 +14,7 @@ import torch
 
 from .steps import fold_frames, unfold_frames
 
-__all__ = ["ScoreModel", "guided", "cfg_combine", "ImageOnVideo"]
+__all__ = ["ScoreModel", "guided", "cfg_combine", "conditional_half", "skips_unconditional", "ImageOnVideo"]
 
 
 class ScoreModel(Protocol):
@@ -38,6 +38,25 @@ def guided(model: ScoreModel, x: torch.Tensor, t: int, cond: Any, scale: float) 
     out = model(torch.cat([x, x]), t, cond)
     eps_uncond, eps_cond = out.chunk(2)
     return cfg_combine(eps_uncond, eps_cond, scale)
+
+
+def conditional_half(cond: Any) -> Any | None:
+    """The conditional rows of a doubled-batch conditioning ``[uncond; cond]``, or None where its type does not say.
+
+    A tensor gives its second half of rows; any other conditioning object gives what its ``conditional_half()``
+    method returns (the kit's ``UNetCond``, SDXL's text), and None without one (then nothing is skipped).
+    """
+    if isinstance(cond, torch.Tensor):
+        return cond[cond.shape[0] // 2 :] if cond.ndim > 0 and cond.shape[0] % 2 == 0 else None
+    take = getattr(cond, "conditional_half", None)
+    return take() if callable(take) else None
+
+
+def skips_unconditional(guidance: float, cond: Any) -> bool:
+    """Whether the standard step at scale ``guidance`` runs the conditional half alone: at ω = 1,
+    ε_u + 1·(ε_c − ε_u) is ε_c, so the unconditional pass is skipped (as diffusers' pipelines skip it at ω ≤ 1;
+    below 1 ivmixed still guides, with the scale given). Needs a conditioning whose halves can be taken."""
+    return float(guidance) == 1.0 and conditional_half(cond) is not None
 
 
 class ImageOnVideo:

@@ -719,13 +719,14 @@ class Program:
             for i, (letter, direction, t_from, t_to) in enumerate(moves)
         )
 
-    def cost(self, num_steps: int, num_frames: int) -> Cost:
+    def cost(self, num_steps: int, num_frames: int, *, guided_standard_step: bool = True) -> Cost:
         """Network evaluations per generated video for N steps and F frames, CFG doubling included.
 
         Each letter costs the evaluations :data:`LETTERS` gives it, of its model:
         idm_image_evals = Σ_steps (#I letters) · F · 2 (the IDM sees each frame as one image);
         vdm_clip_evals = Σ_steps (#V letters + 1 standard step) · 2. Sub-steps that clamping makes
-        stand still are counted: they still run.
+        stand still are counted: they still run. ``guided_standard_step=False``: the standard step runs the
+        conditional half alone (ω = 1), 1 evaluation instead of 2.
         """
         num_steps = _int_arg("num_steps", num_steps, 1, MAX_INDEX)
         num_frames = _int_arg("num_frames", num_frames, 1)
@@ -740,8 +741,8 @@ class Program:
                 counts = per_clause[id(c)] = (evaluations[Role.IDM], evaluations[Role.VDM])
             idm += counts[0]
             vdm += counts[1]
-        vdm += num_steps * STANDARD_STEP_EVALUATIONS
-        return Cost(idm * num_frames * CFG_BATCH, vdm * CFG_BATCH)
+        standard = num_steps * STANDARD_STEP_EVALUATIONS * (CFG_BATCH if guided_standard_step else 1)
+        return Cost(idm * num_frames * CFG_BATCH, vdm * CFG_BATCH + standard)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import NonFiniteLatents, SamplingFailed
-from .guidance import ScoreModel, guided
+from .guidance import ScoreModel, conditional_half, guided, skips_unconditional
 from .program import LETTERS, Direction, Primitive, Program, Role, SubStep, check_substeps
 from .schedules import GuidanceTable
 from .steps import FlowSchedule, NoiseSchedule, add_noise, deterministic_step, fold_frames, unfold_frames
@@ -97,7 +97,9 @@ def run_program(
         latents: initial noise; multiplied by ``scheduler.init_noise_sigma`` as diffusers pipelines do.
         idm_cond, vdm_cond: conditioning for the doubled batch ``[uncond; cond]`` of each model.
         num_steps: N, the number of standard steps. The zigzag sub-step size is Δ = T // N (see ``substeps``).
-        guidance: ω, the classifier-free guidance scale of the standard step.
+        guidance: ω, the classifier-free guidance scale of the standard step. At ω = 1 the standard step runs the
+            conditional half alone (ε_u + 1·(ε_c − ε_u) = ε_c: one evaluation, as in diffusers' pipelines) where
+            the conditioning can be halved (:func:`~ivmixed.guidance.skips_unconditional`).
         zigzag: guidance ramps of the zigzag sub-steps (default: 4 everywhere).
         generator: the run's generator, for R sub-steps and stochastic standard steps.
         zigzag_schedule: the schedule the zigzag walks on (default: the scheduler's ᾱ table); a
@@ -132,6 +134,7 @@ def run_program(
             f"program {program} uses the image model (letter {Role.IDM.letters}) but this backbone has no image model"
         )
     x = latents * scheduler.init_noise_sigma
+    standard_cond = conditional_half(vdm_cond) if skips_unconditional(guidance, vdm_cond) else None
 
     for i, t in enumerate(tqdm(timesteps, desc=f"sampling {program}", disable=not progress, leave=False)):
         plan: tuple[SubStep, ...] = plans[i]
@@ -156,7 +159,8 @@ def run_program(
 
             # the standard step of the VDM, through its own scheduler
             where = "the standard step"
-            eps = guided(vdm, scheduler.scale_model_input(x, t), t, vdm_cond, guidance)
+            x_in = scheduler.scale_model_input(x, t)
+            eps = guided(vdm, x_in, t, vdm_cond, guidance) if standard_cond is None else vdm(x_in, t, standard_cond)
             if standard_step_on_frames:
                 num_frames = x.shape[2]
                 x = unfold_frames(scheduler.step(fold_frames(eps), t, fold_frames(x), **step_kwargs).prev_sample, num_frames)

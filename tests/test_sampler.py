@@ -245,3 +245,43 @@ def test_zigzag_schedule_is_what_the_sub_steps_walk_on():
     assert (default - other).abs().max() > 1e-3
     # origin never reads the zigzag table
     assert torch.equal(run("origin", vdm=Counting()), run("origin", vdm=Counting(), zigzag_schedule=other_table))
+
+
+# -- ω = 1: the standard step without the unconditional pass ----------------------------------------------------
+
+
+def test_conditional_half_of_each_conditioning_kind():
+    from ivmixed.backbones.diffusers import UNetCond
+    from ivmixed.guidance import conditional_half, skips_unconditional
+
+    text = torch.arange(4 * 3 * 2, dtype=torch.float32).reshape(4, 3, 2)  # [uncond; cond] of two clips
+    assert torch.equal(conditional_half(text), text[2:])
+    assert conditional_half(torch.zeros(3, 2)) is None  # odd rows: not a doubled batch
+    assert conditional_half(torch.tensor(1.0)) is None
+    assert conditional_half({"not": "a conditioning"}) is None
+    cond = UNetCond(text, added_cond_kwargs={"time_ids": torch.arange(4.0)[:, None]}, timestep_cond=torch.ones(4, 5), extra={"fps": torch.full((4,), 8), "scale": 0.5})
+    half = conditional_half(cond)
+    assert torch.equal(half.encoder_hidden_states, text[2:]) and torch.equal(half.added_cond_kwargs["time_ids"], torch.tensor([[2.0], [3.0]]))
+    assert half.timestep_cond.shape == (2, 5) and half.extra["fps"].shape == (2,) and half.extra["scale"] == 0.5
+    assert skips_unconditional(1, text) and skips_unconditional(1.0, cond)
+    assert not skips_unconditional(1.0000001, text) and not skips_unconditional(0.0, text) and not skips_unconditional(1.0, object())
+
+
+def test_at_guidance_one_the_standard_step_sees_the_conditional_rows_only():
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
+    seen = []
+
+    def vdm(x, t, cond):
+        seen.append((x.shape[0], cond.shape[0]))
+        return 0.1 * x + cond.mean() * torch.ones_like(x)
+
+    latents = torch.randn(2, 4, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    cond = torch.stack([torch.zeros(()), torch.zeros(()), torch.ones(()), 2 * torch.ones(())])[:, None]  # uncond 0, cond 1 and 2
+    common = dict(idm=None, vdm=vdm, latents=latents, idm_cond=None, vdm_cond=cond, num_steps=5)
+    one = run_program(parse("VV-VV"), scheduler=scheduler, guidance=1.0, **common)
+    assert seen[-1] == (2, 2) and seen[0] == (4, 4)  # zigzag sub-steps guided (both halves), standard step halved
+    seen.clear()
+    other = run_program(parse("VV-VV"), scheduler=scheduler, guidance=1.5, **common)
+    assert all(rows == (4, 4) for rows in seen)
+    assert not torch.allclose(one, other)
+    assert parse("VV-VV").cost(5, 3, guided_standard_step=False).vdm_clip_evals == parse("VV-VV").cost(5, 3).vdm_clip_evals - 5

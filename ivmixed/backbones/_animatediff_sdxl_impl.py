@@ -98,6 +98,11 @@ class SDXLText:
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
+    def conditional_half(self) -> "SDXLText":
+        """The conditional rows (ω = 1 skips the unconditional pass)."""
+        rows = len(self) // 2
+        return SDXLText(embeds=self.embeds[rows:], pooled=self.pooled[rows:])
+
 
 def _encode_sdxl_texts(tokenizers, text_encoders, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Both encoders on ``texts``: (penultimate hidden states side by side, pooled embedding of the last projecting encoder)."""

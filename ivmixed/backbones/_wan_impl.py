@@ -267,7 +267,8 @@ class WanBackbone(DiffusersBackbone):
 
         video = super().generate(prompt, **kwargs)
         latent_frames = int(video.latents.shape[2])
-        cost = video.program.cost(num_steps=video.settings["steps"], num_frames=latent_frames).as_dict()
+        images = video.program.cost(num_steps=video.settings["steps"], num_frames=latent_frames).idm_image_evals
+        cost = {**video.cost, "idm_image_evals": images}
         return replace(video, cost=cost, settings={**video.settings, "latent_frames": latent_frames})
 
     # -- the backbone's parts -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..checks import check_request
-from ..guidance import ScoreModel
+from ..guidance import ScoreModel, skips_unconditional
 from ..program import Program, check_substeps, parse
 from ..registry import Defaults, Preset
 from ..schedules import GuidanceTable
@@ -230,7 +230,7 @@ class Backbone(abc.ABC):
                 "num_videos_per_prompt": num_videos_per_prompt,
                 "preset": preset,
             },
-            cost=prog.cost(num_steps=steps, num_frames=frames).as_dict(),
+            cost=prog.cost(num_steps=steps, num_frames=frames, guided_standard_step=not skips_unconditional(guidance, conditioning.vdm)).as_dict(),
             metrics=self.metrics(out, conditioning),
             timings={
                 "encode_s": round(encoded - started, 4),

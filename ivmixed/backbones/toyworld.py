@@ -967,7 +967,8 @@ class ToyBackbone(Backbone):
         video = super().generate(prompt, **kwargs)
         if self.world.temporal_compression > 1:
             frames = self.world.latent_frames(video.settings["frames"])
-            video.cost = video.program.cost(num_steps=video.settings["steps"], num_frames=frames).as_dict()
+            images = video.program.cost(num_steps=video.settings["steps"], num_frames=frames).idm_image_evals
+            video.cost = {**video.cost, "idm_image_evals": images}
         return video
 
     def initial_latents(self, batch: int, frames: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:

@@ -81,6 +81,22 @@ class UNetCond:
             extra={k: rep(v) for k, v in self.extra.items()},
         )
 
+    def conditional_half(self) -> "UNetCond":
+        """The conditional rows (the second half of ``[uncond; cond]``) of every tensor that has the ``2B`` rows."""
+        rows = self.rows
+
+        def half(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == rows:
+                return value[rows // 2 :]
+            return value
+
+        return UNetCond(
+            encoder_hidden_states=half(self.encoder_hidden_states),
+            added_cond_kwargs=None if self.added_cond_kwargs is None else {k: half(v) for k, v in self.added_cond_kwargs.items()},
+            timestep_cond=half(self.timestep_cond),
+            extra={k: half(v) for k, v in self.extra.items()},
+        )
+
     def call_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the UNet call (``encoder_hidden_states`` and whichever of the others are set)."""
         kwargs: dict[str, Any] = {"encoder_hidden_states": self.encoder_hidden_states, **self.extra}
