@@ -91,9 +91,21 @@ def test_reference_preset(backbone):
     assert {abs(e.scale) for e in events if e.letter != "S"} == {4.000000953674316}
 
 
-def test_bad_fps_is_refused_before_loading():
-    with pytest.raises(ValueError, match="fps .* must be a positive number, got 0"):
-        ivmixed.load("videocrafter2", fps=0)
+@pytest.mark.parametrize("fps", [0, -3, 12.5, "abc", 10**9])
+def test_bad_fps_is_refused_before_loading(fps):
+    # the plugin's option table checks it (before: the backbone's own check, "must be a positive number")
+    with pytest.raises(ValueError, match=r"backbone 'videocrafter2': option fps=.*: expected an integer, 1 <= fps <= 1000"):
+        ivmixed.load("videocrafter2", fps=fps)
+
+
+def test_the_options_are_listed(capsys):
+    from ivmixed.cli import main
+
+    assert main(["list", "--options", "videocrafter2"]) == 0
+    out = capsys.readouterr().out
+    for name in ("components", "fps", "components_revision", "components_variant", "decode_chunk_size"):
+        assert f"\n  {name} " in out
+    assert "refs/pr/46 for the default id" in out
 
 
 def test_generate_cli_with_the_plugin(tiny_videocrafter2, tmp_path, capsys):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ivmixed.registry import BackboneSpec, Defaults, Preset
+from ivmixed.backbones.animatediff import LOADER_OPTIONS
+from ivmixed.registry import BackboneSpec, Defaults, Option, Preset
 from ivmixed.schedules import released_guidance
 
 #: the released pairing (reference-code notes §1.3 / §3): ViCo's diffusers port of the VideoCrafter2 UNet,
@@ -30,6 +31,22 @@ REFERENCE = Preset(
 
 DEFAULTS = Defaults(height=512, width=512, frames=16, steps=50, guidance=9.0, program=RECIPE, fps=8, presets={"reference": REFERENCE})
 
+#: the frame rate the released runs condition the UNet on
+DEFAULT_FPS = 24
+
+#: what ``-o NAME=VALUE`` takes, checked before anything loads (``ivmixed list --options videocrafter2``)
+OPTIONS = (
+    Option("model", "str", DEFAULT_MODEL, "the VideoCrafter2 UNet: a folder (config.json at its root or in unet/) or hub id"),
+    Option("components", "str", DEFAULT_COMPONENTS, "zeroscope-layout pipeline folder or hub id: text encoder, tokenizer, VAE, scheduler config"),
+    Option("image_model", "str", DEFAULT_IMAGE_MODEL, "image model: SD1.5-architecture pipeline folder or hub id (its own text encoder)"),
+    Option("fps", "int", DEFAULT_FPS, "the frame rate the video UNet is conditioned on (frames per second)", min=1, max=1000),
+    Option("revision", "str", None, "hub revision of the UNet (none: main)", none_ok=True),
+    Option("components_revision", "str", None, f"hub revision of the components (none: {PINNED_REVISIONS[DEFAULT_COMPONENTS]} for the default id, else main)", none_ok=True),
+    Option("image_model_revision", "str", None, f"hub revision of the image model (none: {PINNED_REVISIONS[DEFAULT_IMAGE_MODEL]} for the default id, else main)", none_ok=True),
+    Option("components_variant", "str", None, "weights variant of the components, e.g. fp16", none_ok=True),
+    *LOADER_OPTIONS,
+)
+
 SPEC = BackboneSpec(
     name="videocrafter2",
     factory="ivmixed_videocrafter2.backbone:VideoCrafter2Backbone",
@@ -44,5 +61,6 @@ SPEC = BackboneSpec(
     install_hint="pip install ivmixed-videocrafter2 (from plugins/ivmixed-videocrafter2 in the ivmixed repository)",
     prefers_cuda=True,
     size_multiple=8,
+    options=OPTIONS,
     defaults=DEFAULTS,
 )

@@ -29,8 +29,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 
 __all__ = ["DEFAULT_FPS", "FPS_STATE_DICT_KEYS", "VideoCrafter2UNet"]
 
-DEFAULT_FPS = 24
-"""The frame rate the released VideoCrafter2 sampling runs condition on."""
+from .spec import DEFAULT_FPS  # the frame rate the released VideoCrafter2 sampling runs condition on
 
 FPS_STATE_DICT_KEYS = (
     "fps_embedding.linear_1.weight",
