@@ -347,6 +347,24 @@ def test_the_back_sign_reaches_the_sampler_and_changes_the_video(tmp_path):
     assert not np.array_equal(np.load(outs[0]), np.load(outs[1]))
 
 
+def test_the_back_sign_flips_a_presets_own_ramps():
+    # was: --back-sign + with --preset replaced the preset's ramps by the default constant 4
+    from ivmixed.commands._common import sampling_kwargs
+    from ivmixed.registry import get_spec
+
+    spec = get_spec("animatediff")
+    table = sampling_kwargs(zigzag_args("--backbone", "animatediff", "--preset", "reference", "--back-sign", "+"), spec)["zigzag"]
+    assert table.as_dict() == {
+        "i_go": "karras-float32(4, 4, 7)", "i_back": "-karras-float32(4, 4, 7)", "v_go": "karras-float32(4, 4, 7)", "v_back": "-karras-float32(4, 4, 7)"
+    }
+    built = table.build(3)
+    assert built.scale("idm", "back", 0) == 4.000000953674316 and built.scale("idm", "go", 0) == 4.000000953674316
+    # without the sign, the preset's table is the backbone's business (None here); explicit ramps still win
+    assert sampling_kwargs(zigzag_args("--backbone", "animatediff", "--preset", "reference"), spec)["zigzag"] is None
+    given = sampling_kwargs(zigzag_args("--backbone", "animatediff", "--preset", "reference", "--back-sign", "+", "--zigzag-guidance", "2"), spec)
+    assert given["zigzag"].as_dict()["v_back"] == "-constant(2)"
+
+
 # -- start-up ----------------------------------------------------------------------------------------------
 
 

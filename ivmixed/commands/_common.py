@@ -140,8 +140,12 @@ class FlippedRamp(Ramp):
         return f"-{super().__str__()}"
 
 
-def zigzag_table(args: argparse.Namespace):
-    """A GuidanceTable from the zigzag guidance options, or None for the default (4 everywhere, back with −γ)."""
+def zigzag_table(args: argparse.Namespace, preset_table=None):
+    """A GuidanceTable from the zigzag guidance options, or None for the default (4 everywhere, back with −γ).
+
+    ``preset_table``: the ramps of the chosen ``--preset``, which ``--back-sign +`` without ramp options flips
+    (instead of replacing them with the default 4).
+    """
     from ..schedules import GuidanceTable
 
     names = ("zigzag_guidance", "i_guidance", "v_guidance", "i_go_guidance", "i_back_guidance", "v_go_guidance", "v_back_guidance")
@@ -149,6 +153,14 @@ def zigzag_table(args: argparse.Namespace):
     sign = getattr(args, "back_sign", "-") or "-"
     if not any(given.values()) and sign == "-":
         return None
+    if not any(given.values()) and preset_table is not None:  # the preset's own ramps, inversions with +γ
+        from dataclasses import replace
+
+        return replace(
+            preset_table,
+            i_back=FlippedRamp(preset_table.i_back.kind, preset_table.i_back.params),
+            v_back=FlippedRamp(preset_table.v_back.kind, preset_table.v_back.params),
+        )
 
     def ramp(*names_in_order: str) -> Ramp:
         for name in names_in_order:
@@ -206,15 +218,21 @@ def resolve_spec(name: str) -> BackboneSpec:
     return get_spec(name)
 
 
-def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of ``Backbone.generate`` that the sampling options give (None: the backbone's default)."""
+def sampling_kwargs(args: argparse.Namespace, spec: BackboneSpec | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``Backbone.generate`` that the sampling options give (None: the backbone's default).
+
+    ``spec``: the backbone's, whose ``--preset`` ramps ``--back-sign +`` flips.
+    """
+    preset = getattr(args, "preset", None)
+    defaults = getattr(spec, "defaults", None)
+    preset_table = defaults.presets[preset].zigzag_table() if preset and defaults is not None and preset in defaults.presets else None
     return {
         "steps": args.steps,
         "frames": args.frames,
         "height": args.height,
         "width": args.width,
         "guidance": args.guidance,
-        "zigzag": zigzag_table(args),
+        "zigzag": zigzag_table(args, preset_table),
         "substeps": getattr(args, "substeps", "delta"),
         "negative_prompt": args.negative_prompt,
     }

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(
         programs=programs, seeds=args.seeds, seed=args.seed, seed_mode=args.seed_mode, format=args.format, limit=args.limit,
         backbone=args.backbone, backbone_options=backbone_options(args), new_run=args.new_run, shard=args.shard,
-        preset=args.preset, **sampling_kwargs(args),
+        preset=args.preset, **sampling_kwargs(args, spec),
     )
 
     if args.dry_run:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num_videos != 1:
         raise ValueError("compare makes one video per program: --num-videos must be 1")
     programs = parse_programs(args.programs, unique=True) if args.programs is not None else None
-    _, _, backbone = load_checked(args, programs or [], prompts=[args.prompt] if args.prompt is not None else None)
+    spec, _, backbone = load_checked(args, programs or [], prompts=[args.prompt] if args.prompt is not None else None)
     if programs is None:
         programs = parse_programs(f"origin,{backbone.defaults.program}") if backbone.defaults.program != "origin" else parse_programs("origin")
     prompt = args.prompt or getattr(backbone, "example_prompt", None) or "a video"
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet and not args.json,
         preset=args.preset,
-        **sampling_kwargs(args),
+        **sampling_kwargs(args, spec),
     )
     record = result.save(out)
     if args.json:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     # everything that can be checked without a model is checked first
     out = check_output_path(args.out, overwrite=args.overwrite)
     program = parse_program(args.program)
-    _, _, backbone = load_checked(args, [program] if program else [], prompts=args.prompt)
+    spec, _, backbone = load_checked(args, [program] if program else [], prompts=args.prompt)
     prompts = args.prompt or [getattr(backbone, "example_prompt", None) or "a video"]
     video = backbone.generate(
         prompts if len(prompts) > 1 else prompts[0],
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_videos_per_prompt=args.num_videos,
         progress=not args.quiet and not args.json,
-        **sampling_kwargs(args),
+        **sampling_kwargs(args, spec),
     )
     record = video.save(out)
     if args.json:

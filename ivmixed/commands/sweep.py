@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--true-samples: backbone '{spec.name}' has no true world to sample (the toy backbone has)")
 
     seeds = range(args.seed_start, args.seed_start + args.seeds)
-    common = dict(prompts=args.prompt, progress=not args.quiet, num_videos_per_prompt=args.num_videos, preset=args.preset, **sampling_kwargs(args))
+    common = dict(prompts=args.prompt, progress=not args.quiet, num_videos_per_prompt=args.num_videos, preset=args.preset, **sampling_kwargs(args, spec))
     settings = "".join(f", {key}={value}" for key, value in options.items())
     if args.attribution:
         rows = attribution(backbone, programs[1], seeds, **common)
