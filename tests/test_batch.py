@@ -320,6 +320,10 @@ def test_cli_batch_dry_run_and_resume(tmp_path, capsys):
     assert main([*argv, "--dry-run"]) == 0
     assert capsys.readouterr().out == f"{out}: 3 items × 2 programs × 2 seeds = 12 videos; 0 finished, 12 to do\n"
     assert main([*argv, "--quiet", "--limit", "2"]) == 0
+    import shlex
+
+    # the command this run was started with, also when main() is called in-process (not the host's sys.argv)
+    assert json.loads((out / "run.json").read_text())["command"] == shlex.join(["ivmixed", *argv, "--quiet", "--limit", "2"])
     assert main([*argv, "--dry-run", "--shard", "0/2"]) == 0
     assert capsys.readouterr().out.endswith("12 videos; 8 finished, 4 to do (2, 2 per process)\n")
     assert main([*argv, "--json"]) == 0

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         items,
         args.out,
         progress=not args.quiet and not args.json,
-        command=shlex.join(["ivmixed", *sys.argv[1:]]),
+        command=shlex.join(["ivmixed", *getattr(args, "argv", sys.argv[1:])]),
         **common,
     )
     if args.json:
