@@ -237,6 +237,9 @@ class BackboneSpec:
     install_hint: str = ""
     prefers_cuda: bool = False
     weight_files: dict[str, str] = field(default_factory=dict)
+    #: the hub revision each default model loads from where it is not ``main`` (a pull request that publishes
+    #: safetensors), so that ``ivmixed list`` looks for the files where the backbone will
+    default_revisions: dict[str, str] = field(default_factory=dict)
     size_multiple: int = 8  # height and width must be multiples of this (the VAE factor; 1 in pixel space)
     default_steps: int = 50  # the backbone's default number of steps (program windows are checked against it)
     #: the default number of steps under the given backbone options, where an option changes it (a distilled model's
@@ -361,7 +364,10 @@ class BackboneSpec:
         a backbone that prefers a GPU still runs on the CPU, slowly, which ``note`` says.
         """
         missing = self.missing_requirements()
-        weights = {option: weights_are_local(model_id, self.weight_files.get(option)) for option, model_id in self.default_models.items()}
+        weights = {
+            option: weights_are_local(model_id, self.weight_files.get(option), self.default_revisions.get(option))
+            for option, model_id in self.default_models.items()
+        }
         ready = not missing and all(weights.values())
         cuda = None  # importing torch takes seconds: only asked when the answer changes the verdict
         if ready and self.prefers_cuda:
@@ -510,8 +516,8 @@ def _check_options(name: str, factory: Callable[..., Any], options: dict[str, An
         )
 
 
-def weights_are_local(model_id: str, probe_file: str | None) -> bool:
-    """True when ``model_id`` is a local path, or its ``probe_file`` is in the Hugging Face cache."""
+def weights_are_local(model_id: str, probe_file: str | None, revision: str | None = None) -> bool:
+    """True when ``model_id`` is a local path, or its ``probe_file`` is in the Hugging Face cache at ``revision`` (default main)."""
     if probe_file is None:
         return True
     if os.path.exists(model_id):
@@ -521,7 +527,7 @@ def weights_are_local(model_id: str, probe_file: str | None) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        hit = try_to_load_from_cache(model_id, probe_file)
+        hit = try_to_load_from_cache(model_id, probe_file, revision=revision)
     except Exception:
         return False
     return isinstance(hit, str)

@@ -246,6 +246,25 @@ def test_videocrafter2_defaults_load_the_safetensors_revisions_without_allow_pic
     assert commits["image_model"] == hub_cache.commit_of("SG161222/Realistic_Vision_V6.0_B1_noVAE", "refs/pr/4")
 
 
+def test_list_finds_the_videocrafter2_defaults_at_the_revisions_they_load_from(tmp_path, layouts, monkeypatch):
+    # was: `ivmixed list` looked on main only, so a cache holding just the safetensors revisions said "not found"
+    from huggingface_hub import constants
+
+    from ivmixed.registry import get_spec
+
+    repos = ["adamdad/videocrafterv2_diffusers", "cerspense/zeroscope_v2_576w", "SG161222/Realistic_Vision_V6.0_B1_noVAE"]
+    only = {repo: {**layouts["repositories"][repo]} for repo in repos}
+    for repo in repos[1:]:  # what loading the defaults downloads: the pull-request revisions, not main
+        only[repo]["revisions"] = {k: v for k, v in only[repo]["revisions"].items() if k != "main"}
+    cache = tmp_path / "hub"
+    hub_cache.build_cache(cache, {"repositories": only}, repos)
+    assert not (hub_cache.repo_folder(cache, repos[1]) / "refs" / "main").exists()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    availability = get_spec("videocrafter2").availability()
+    assert availability["weights_local"] == {"model": True, "components": True, "image_model": True}
+
+
 def test_videocrafter2_main_revision_is_refused_naming_the_pickles_the_risk_and_the_flags(use_cache, tmp_path, capsys):
     out = tmp_path / "vc2.npy"
     argv = ["generate", "--backbone", "videocrafter2", "-o", "image_model_revision=main", "--out", str(out), *TINY_RUN]

@@ -57,6 +57,7 @@ SPEC = BackboneSpec(
     },
     default_models={"model": DEFAULT_MODEL, "components": DEFAULT_COMPONENTS, "image_model": DEFAULT_IMAGE_MODEL},
     weight_files={"model": "config.json", "components": "model_index.json", "image_model": "model_index.json"},
+    default_revisions={"components": PINNED_REVISIONS[DEFAULT_COMPONENTS], "image_model": PINNED_REVISIONS[DEFAULT_IMAGE_MODEL]},
     requires=("torch", "diffusers", "transformers"),
     install_hint="pip install ivmixed-videocrafter2 (from plugins/ivmixed-videocrafter2 in the ivmixed repository)",
     prefers_cuda=True,
