@@ -10,7 +10,7 @@ another latent size; image models see video latents through :class:`ivmixed.guid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -63,39 +63,28 @@ class UNetCond:
         """The rows of the doubled batch (``2B``)."""
         return int(self.encoder_hidden_states.shape[0])
 
+    def map_rows(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "UNetCond":
+        """``fn`` applied to every tensor whose first axis has the ``2B`` rows; everything else kept as it is."""
+        rows = self.rows
+
+        def on_rows(value: Any) -> Any:
+            return fn(value) if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == rows else value
+
+        return UNetCond(
+            encoder_hidden_states=on_rows(self.encoder_hidden_states),
+            added_cond_kwargs=None if self.added_cond_kwargs is None else {k: on_rows(v) for k, v in self.added_cond_kwargs.items()},
+            timestep_cond=on_rows(self.timestep_cond),
+            extra={k: on_rows(v) for k, v in self.extra.items()},
+        )
+
     def repeated(self, reps: int) -> "UNetCond":
         """Each row repeated ``reps`` times in place (``repeat_interleave``): one row per frame of its clip."""
-        if reps == 1:
-            return self
-        rows = self.rows
-
-        def rep(value: Any) -> Any:
-            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == rows:
-                return value.repeat_interleave(reps, dim=0)
-            return value
-
-        return UNetCond(
-            encoder_hidden_states=rep(self.encoder_hidden_states),
-            added_cond_kwargs=None if self.added_cond_kwargs is None else {k: rep(v) for k, v in self.added_cond_kwargs.items()},
-            timestep_cond=rep(self.timestep_cond),
-            extra={k: rep(v) for k, v in self.extra.items()},
-        )
+        return self if reps == 1 else self.map_rows(lambda value: value.repeat_interleave(reps, dim=0))
 
     def conditional_half(self) -> "UNetCond":
-        """The conditional rows (the second half of ``[uncond; cond]``) of every tensor that has the ``2B`` rows."""
-        rows = self.rows
-
-        def half(value: Any) -> Any:
-            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == rows:
-                return value[rows // 2 :]
-            return value
-
-        return UNetCond(
-            encoder_hidden_states=half(self.encoder_hidden_states),
-            added_cond_kwargs=None if self.added_cond_kwargs is None else {k: half(v) for k, v in self.added_cond_kwargs.items()},
-            timestep_cond=half(self.timestep_cond),
-            extra={k: half(v) for k, v in self.extra.items()},
-        )
+        """The conditional rows (the second half of ``[uncond; cond]``): what ω = 1 evaluates alone."""
+        half = self.rows // 2
+        return self.map_rows(lambda value: value[half:])
 
     def call_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the UNet call (``encoder_hidden_states`` and whichever of the others are set)."""
