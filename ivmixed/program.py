@@ -1130,8 +1130,12 @@ def explain(
     substeps: str = "delta",
     grid: Sequence[int] | None = None,
     grid_name: str | None = None,
+    guidance: float | None = None,
 ) -> dict[str, Any]:
     """The plan of ``program`` as JSON-ready data: cost, forms per step count, the first steps' sub-steps.
+
+    ``guidance``: ω of the standard step, where it changes the cost (at ω = 1 the standard step runs the
+    conditional half alone); None: not given, the guided cost.
 
     Timesteps are those of ``grid``, the standard scheduler's timesteps (default: the DDIM "linspace" grid;
     ``grid_name`` says which grid it is in the text); ``show_steps=None`` lists every step. With
@@ -1141,7 +1145,7 @@ def explain(
     num_steps, num_frames = _int_arg("num_steps", num_steps, 1, MAX_INDEX), _int_arg("num_frames", num_frames, 1)
     num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)  # before any work that grows with N
     substeps = check_substeps(substeps)
-    cost = program.cost(num_steps, num_frames)  # validates
+    cost = program.cost(num_steps, num_frames, guided_standard_step=guidance is None or float(guidance) != 1.0)  # validates
     if grid is None:
         grid = linspace_timesteps(num_steps, num_train_timesteps)
     else:
@@ -1190,6 +1194,8 @@ def explain(
     }
     if substeps != "delta":  # the default plan's data stay as they always were
         info["substeps"] = substeps
+    if guidance is not None:
+        info["guidance"] = float(guidance)
     if grid_name is not None:
         info["grid_name"] = grid_name
     return info
@@ -1200,6 +1206,13 @@ _SWAP_NOTE = (
     "t−Δ → t−2Δ, then the second at t → t−Δ (the first treats a latent at t as if at t−Δ); the default order "
     "(df) runs them in level order, t → t−Δ → t−2Δ"
 )
+
+
+def cost_words(guidance: float | None) -> str:
+    """How a cost line counts: the CFG doubling, and at ω = 1 the standard step's single evaluation."""
+    if guidance is not None and float(guidance) == 1.0:
+        return "CFG doubling included; at ω 1 the standard step evaluates the conditional half alone"
+    return "CFG doubling included" + (f", ω {float(guidance):g}" if guidance is not None else "")
 
 
 def format_explain(info: dict[str, Any]) -> str:
@@ -1214,7 +1227,7 @@ def format_explain(info: dict[str, Any]) -> str:
         f"steps    {n}, frames {info['num_frames']}, {size}",
         f"forms    {forms}",
         f"cost     {cost['idm_image_evals']} IDM image evaluations, {cost['vdm_clip_evals']} VDM clip evaluations"
-        " per video (CFG doubling included)",
+        f" per video ({cost_words(info.get('guidance'))})",
     ]
     lines += [f"note     {note}" for note in info.get("notes", ())]
     if info["steps"]:

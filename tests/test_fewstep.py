@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 import pytest
@@ -210,6 +211,26 @@ def test_lightning_zigzag_with_four_steps_lands_on_the_trailing_grid_and_retimes
     for level, timestep in retime.items():
         if level < 905:  # within the SD1.5 table the noise levels agree to a tenth of a percent
             assert abs(float(sd15.alpha_bar(timestep)) / float(schedule.alpha_bar(level)) - 1) < 1e-2
+
+
+def test_explain_takes_the_backbones_steps_frames_and_guidance(capsys, nothing_heavy_loads):
+    def plan(*argv):
+        assert main(["explain", "IV-IV", *argv, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    info = plan("--backbone", "animatediff-lightning")
+    # 4 steps, ω 1: per step 2 + 2 guided V sub-steps and the standard step's conditional half alone
+    assert (info["num_steps"], info["num_frames"], info["guidance"], info["cost"]["vdm_clip_evals"]) == (4, 16, 1.0, 20)
+    assert plan("--backbone", "animatediff-lightning", "-o", "distilled_steps=8")["num_steps"] == 8
+    assert plan("--backbone", "animatediff-lightning", "--guidance", "2")["cost"]["vdm_clip_evals"] == 24
+    lcm = plan("--backbone", "animatelcm")
+    assert (lcm["num_steps"], lcm["guidance"], lcm["cost"]["vdm_clip_evals"]) == (6, 2.0, 36)
+    plain = plan()  # without a backbone: as before
+    assert (plain["num_steps"], plain["num_frames"], plain["cost"]["vdm_clip_evals"]) == (50, 16, 300) and "guidance" not in plain
+    assert main(["explain", "IV-IV", "--backbone", "animatediff-lightning"]) == 0
+    assert "at ω 1 the standard step evaluates the conditional half alone" in capsys.readouterr().out
+    assert main(["explain", "IV-IV", "-o", "distilled_steps=8"]) == 2
+    assert "give --backbone NAME with it" in capsys.readouterr().err
 
 
 # -- ω = 1: the standard step without the unconditional pass ----------------------------------------------------

@@ -198,7 +198,15 @@ class _FewStepBackbone(AnimateDiffBackbone):
 
     @classmethod
     def explain_plan(
-        cls, program, *, num_steps: int, num_frames: int, show_steps: int | None = 3, substeps: str = "delta", **_ignored
+        cls,
+        program,
+        *,
+        num_steps: int,
+        num_frames: int,
+        show_steps: int | None = 3,
+        substeps: str = "delta",
+        guidance: float | None = None,
+        **_ignored,
     ) -> tuple[dict[str, Any], str]:
         """The sub-step plan of ``program`` on this backbone's own grid (``ivmixed explain --backbone``), without weights."""
         from ..program import explain, format_explain
@@ -206,7 +214,7 @@ class _FewStepBackbone(AnimateDiffBackbone):
         scheduler = cls.standard_scheduler(SD15_SCHEDULER)
         scheduler.set_timesteps(num_steps)
         grid = [int(t) for t in scheduler.timesteps]
-        info = explain(program, num_steps, num_frames, show_steps=show_steps, grid=grid, grid_name=cls.standard_step, substeps=substeps)
+        info = explain(program, num_steps, num_frames, show_steps=show_steps, grid=grid, grid_name=cls.standard_step, substeps=substeps, guidance=guidance)
         return info, format_explain(info)
 
     def file_of(self, option: str, name: str) -> str:

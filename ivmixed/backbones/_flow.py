@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..program import NOISE_FIRST, Program
+from ..program import NOISE_FIRST, Program, cost_words
 from ..steps import FlowSchedule
 
 __all__ = ["explain_flow", "format_flow_explain"]
@@ -32,6 +32,7 @@ def explain_flow(
     source: str = "",
     show_steps: int | None = 3,
     substeps: str = "delta",
+    guidance: float | None = None,
 ) -> dict[str, Any]:
     """The plan of ``program`` on a flow backbone as JSON-ready data (the keys of :func:`ivmixed.program.explain`
     plus the flow schedule, σ and network timestep of every level).
@@ -41,7 +42,9 @@ def explain_flow(
     """
     program.cost(num_steps, num_frames)  # validates
     # the image model sees one image per latent frame
-    cost = program.cost(num_steps, num_frames if latent_frames is None else latent_frames)
+    cost = program.cost(
+        num_steps, num_frames if latent_frames is None else latent_frames, guided_standard_step=guidance is None or float(guidance) != 1.0
+    )
     scheduler.set_timesteps(num_steps)
     levels = schedule.grid_levels(scheduler)
     timesteps = [int(t) for t in scheduler.timesteps]
@@ -82,6 +85,7 @@ def explain_flow(
     delta = schedule.num_train_timesteps // num_steps
     return {
         **({"substeps": "grid"} if substeps == "grid" else {}),
+        **({"guidance": float(guidance)} if guidance is not None else {}),
         "program": str(program),
         "backbone": backbone,
         "schedule": "rectified flow",
@@ -121,7 +125,7 @@ def format_flow_explain(info: dict[str, Any]) -> str:
         f"forms    {forms}",
         f"cost     {cost['idm_image_evals']} IDM image evaluations"
         + (" (one per latent frame)" if info.get("latent_frames") is not None else "")
-        + f", {cost['vdm_clip_evals']} VDM clip evaluations per video (CFG doubling included)",
+        + f", {cost['vdm_clip_evals']} VDM clip evaluations per video ({cost_words(info.get('guidance'))})",
     ]
     if info["steps"]:
         lines += ["", "step  level (sigma)       form      sub  letter  model  direction  tau            sigma              timestep"]

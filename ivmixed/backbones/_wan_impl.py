@@ -223,6 +223,7 @@ class WanBackbone(DiffusersBackbone):
         size: str = "1.3B",
         flow_shift: float | None = None,
         substeps: str = "delta",
+        guidance: float | None = None,
         **_ignored,
     ) -> tuple[dict[str, Any], str]:
         """The flow-matching sub-step plan of ``program`` without loading weights, as data and as text.
@@ -257,6 +258,7 @@ class WanBackbone(DiffusersBackbone):
             source=source,
             show_steps=show_steps,
             substeps=substeps,
+            guidance=guidance,
         )
         return info, format_flow_explain(info)
 
