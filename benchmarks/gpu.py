@@ -95,12 +95,12 @@ def _full_folders(root: Path, backbones: list[str], device) -> dict[str, Path]:
 
 def _tiny_folders(root: Path, backbones: list[str]) -> dict[str, Path]:
     from ivmixed.testing import tiny
-    from ivmixed.testing.hub_cache import _build_videocrafter2_unet
+    from ivmixed.testing.hub_cache import save_videocrafter2_unet
 
     folders = {"sd15": tiny.save_sd15(root / "sd15", seed=1), "motion_adapter": tiny.save_motion_adapter(root / "motion_adapter", seed=2)}
     folders["modelscope"] = tiny.save_modelscope(root / "modelscope", seed=3)
     if "videocrafter2" in backbones:
-        _build_videocrafter2_unet(root / "videocrafter2", 4)
+        save_videocrafter2_unet(root / "videocrafter2", 4)
         folders["videocrafter2"] = root / "videocrafter2"
     folders["sd15_ms"] = tiny.save_sd15(root / "sd15_ms", seed=5)
     return folders

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ivmixed.program import MAX_CLAUSES, MAX_PROGRAM_CHARS, InvalidProgram, _parse_cached, explain, parse
+from ivmixed.program import MAX_CLAUSES, MAX_PROGRAM_CHARS, InvalidProgram, clear_parse_cache, explain, parse
 
 
 def cases() -> dict[str, str]:
@@ -53,7 +53,7 @@ def main() -> None:
     for name, text in cases().items():
 
         def parse_fresh():
-            _parse_cached.cache_clear()
+            clear_parse_cache()
             try:
                 return parse(text)
             except InvalidProgram as error:

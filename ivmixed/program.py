@@ -39,6 +39,7 @@ from typing import Any, NoReturn, Sequence
 
 __all__ = [
     "AllSteps",
+    "clear_parse_cache",
     "ANIMATEDIFF_SWAP",
     "Clause",
     "Cost",
@@ -884,6 +885,11 @@ def parse(text: str) -> Program:
 @functools.lru_cache(maxsize=256)
 def _parse_cached(text: str) -> Program:
     return _parse_program(_Tokenizer(text))
+
+
+def clear_parse_cache() -> None:
+    """Forget the programs :func:`parse` has cached (``benchmarks/parse.py`` times parsing without the cache)."""
+    _parse_cached.cache_clear()
 
 
 def _parse_program(tok: _Tokenizer) -> Program:

@@ -34,7 +34,7 @@ import torch
 
 from . import tiny
 
-__all__ = ["load_layouts", "build_cache", "commit_of", "repo_folder"]
+__all__ = ["load_layouts", "build_cache", "commit_of", "repo_folder", "save_videocrafter2_unet"]
 
 _WEIGHT = re.compile(r"(diffusion_pytorch_model|model|pytorch_model)(?:\.(\w+))?\.(safetensors|bin)")
 _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pth", ".pt")
@@ -93,7 +93,8 @@ def _build_motion_adapter(folder: Path, seed: int) -> None:
     ).save_pretrained(str(folder))
 
 
-def _build_videocrafter2_unet(folder: Path, seed: int) -> None:
+def save_videocrafter2_unet(folder: Path, seed: int) -> None:
+    """A tiny VideoCrafter2 UNet folder: the tiny 3-D UNet's weights in the fps-conditioned class (its fps branch random)."""
     from ivmixed_videocrafter2.unet import VideoCrafter2UNet
 
     stock = tiny.tiny_unet3d(seed=seed)
@@ -138,7 +139,7 @@ _BUILDERS = {
     "zeroscope": _build_modelscope,  # the same pipeline layout and latent space as ModelScope
     "modelscope": _build_modelscope,
     "motion_adapter": _build_motion_adapter,
-    "videocrafter2_unet": _build_videocrafter2_unet,
+    "videocrafter2_unet": save_videocrafter2_unet,
     "sdxl": _build_sdxl,
     "motion_adapter_sdxl": _build_motion_adapter_sdxl,
     "lightning": _build_lightning,
