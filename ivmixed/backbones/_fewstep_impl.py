@@ -190,8 +190,8 @@ class _FewStepBackbone(AnimateDiffBackbone):
 
     @classmethod
     def standard_scheduler(cls, base_config: dict[str, Any]):
-        """The standard step's scheduler built from the base's scheduler config (subclasses)."""
-        raise NotImplementedError
+        """The standard step's scheduler built from the base's scheduler config (each few-step backbone its own)."""
+        raise NotImplementedError(f"{cls.__name__} must build its standard step's scheduler (standard_scheduler)")
 
     def make_scheduler(self):
         return self.standard_scheduler({**self.scheduler_config, "prediction_type": "epsilon"})
