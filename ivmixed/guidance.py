@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from .program import guides_standard_step
 from .steps import fold_frames, unfold_frames
 
 __all__ = ["ScoreModel", "guided", "cfg_combine", "conditional_half", "skips_unconditional", "ImageOnVideo"]
@@ -56,7 +57,7 @@ def skips_unconditional(guidance: float, cond: Any) -> bool:
     """Whether the standard step at scale ``guidance`` runs the conditional half alone: at ω = 1,
     ε_u + 1·(ε_c − ε_u) is ε_c, so the unconditional pass is skipped (as diffusers' pipelines skip it at ω ≤ 1;
     below 1 ivmixed still guides, with the scale given). Needs a conditioning whose halves can be taken."""
-    return float(guidance) == 1.0 and conditional_half(cond) is not None
+    return not guides_standard_step(guidance) and conditional_half(cond) is not None
 
 
 class ImageOnVideo:

@@ -40,6 +40,7 @@ from typing import Any, NoReturn, Sequence
 __all__ = [
     "AllSteps",
     "clear_parse_cache",
+    "guides_standard_step",
     "ANIMATEDIFF_SWAP",
     "Clause",
     "Cost",
@@ -1151,7 +1152,7 @@ def explain(
     num_steps, num_frames = _int_arg("num_steps", num_steps, 1, MAX_INDEX), _int_arg("num_frames", num_frames, 1)
     num_train_timesteps = _train_timesteps(num_train_timesteps, num_steps)  # before any work that grows with N
     substeps = check_substeps(substeps)
-    cost = program.cost(num_steps, num_frames, guided_standard_step=guidance is None or float(guidance) != 1.0)  # validates
+    cost = program.cost(num_steps, num_frames, guided_standard_step=guides_standard_step(guidance))  # validates
     if grid is None:
         grid = linspace_timesteps(num_steps, num_train_timesteps)
     else:
@@ -1214,9 +1215,15 @@ _SWAP_NOTE = (
 )
 
 
+def guides_standard_step(guidance: float | None) -> bool:
+    """Whether the standard step at ω = ``guidance`` evaluates both CFG halves: not at ω = 1, where
+    ε_u + 1·(ε_c − ε_u) is ε_c (None: ω not given, counted as guided)."""
+    return guidance is None or float(guidance) != 1.0
+
+
 def cost_words(guidance: float | None) -> str:
     """How a cost line counts: the CFG doubling, and at ω = 1 the standard step's single evaluation."""
-    if guidance is not None and float(guidance) == 1.0:
+    if not guides_standard_step(guidance):
         return "CFG doubling included; at ω 1 the standard step evaluates the conditional half alone"
     return "CFG doubling included" + (f", ω {float(guidance):g}" if guidance is not None else "")
 

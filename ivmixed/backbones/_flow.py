@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..program import NOISE_FIRST, Program, cost_words
+from ..program import NOISE_FIRST, Program, cost_words, guides_standard_step
 from ..steps import FlowSchedule
 
 __all__ = ["explain_flow", "format_flow_explain"]
@@ -43,7 +43,7 @@ def explain_flow(
     program.cost(num_steps, num_frames)  # validates
     # the image model sees one image per latent frame
     cost = program.cost(
-        num_steps, num_frames if latent_frames is None else latent_frames, guided_standard_step=guidance is None or float(guidance) != 1.0
+        num_steps, num_frames if latent_frames is None else latent_frames, guided_standard_step=guides_standard_step(guidance)
     )
     scheduler.set_timesteps(num_steps)
     levels = schedule.grid_levels(scheduler)
